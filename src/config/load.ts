@@ -202,13 +202,7 @@ function positionOf(lines: LineCounter, offset: number): { line: number; column:
 
 /** `targets[1].filters.model[0]`; keys that are not identifiers are quoted. */
 export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const step of path) {
-    if (typeof step === 'number') out += `[${step}]`;
-    else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(String(step))) out += out === '' ? String(step) : `.${String(step)}`;
-    else out += `[${JSON.stringify(String(step))}]`;
-  }
-  return out;
+  return z.core.toDotPath(path as PropertyKey[]);
 }
 
 function firstLine(message: string): string {
