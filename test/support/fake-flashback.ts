@@ -86,7 +86,8 @@ export class FakeFlashback {
       res.write(body);
       return;
     }
-    res.writeHead(reply.status ?? 200, { 'content-type': type, ...reply.headers });
+    const length = reply.headers?.['transfer-encoding'] === undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {};
+    res.writeHead(reply.status ?? 200, { 'content-type': type, ...length, ...reply.headers });
     res.end(body);
   }
 }
