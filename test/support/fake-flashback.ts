@@ -22,6 +22,8 @@ export interface Reply {
   readonly stallBody?: boolean;
   /** Destroy the connection without answering. */
   readonly reset?: boolean;
+  /** Stream a JSON-looking body of this many bytes, chunked, honouring backpressure. */
+  readonly streamBytes?: number;
 }
 
 export type Handler = (req: FakeRequest) => Reply | Promise<Reply>;
@@ -34,6 +36,8 @@ export class FakeFlashback {
   readonly requests: FakeRequest[] = [];
   maxConcurrent = 0;
   connections = 0;
+  /** Bytes written by `streamBytes` replies before the client hung up or the body ended. */
+  streamedBytes = 0;
   #inFlight = 0;
   #handler: Handler;
   readonly #server: Server;
@@ -75,12 +79,24 @@ export class FakeFlashback {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  async #stream(res: ServerResponse, total: number): Promise<void> {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const chunk = Buffer.from(`${'{"ts":1,"tokensIn":1,"tokensOut":1,"requests":1},'.repeat(1300)}`);
+    res.write('{"success":true,"meta":{},"summary":{},"series":[');
+    while (this.streamedBytes < total && !res.destroyed) {
+      this.streamedBytes += chunk.length;
+      if (!res.write(chunk)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+    }
+    res.end('{"ts":1,"tokensIn":1,"tokensOut":1,"requests":1}]}');
+  }
+
   async #answer(res: ServerResponse, reply: Reply): Promise<void> {
     if (reply.delayMs) await new Promise((r) => setTimeout(r, reply.delayMs));
     if (reply.hang) return;
     if (reply.reset) return void res.socket?.destroy();
     const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
     const type = typeof reply.body === 'string' ? 'text/plain' : 'application/json';
+    if (reply.streamBytes !== undefined) return this.#stream(res, reply.streamBytes);
     if (reply.stallBody) {
       res.writeHead(reply.status ?? 200, { 'content-type': type, 'content-length': String(Buffer.byteLength(body) + 100), ...reply.headers });
       res.write(body);
