@@ -128,7 +128,7 @@ describe('reload', () => {
     running!.setYaml(yaml(fake!.url, '  - { name: keep, scope: galaxy }'));
     const res = await rawRequest(`${running!.url}/-/reload`, { method: 'POST' });
     expect(res.status).toBe(500);
-    expect(res.body.toString()).toContain('test.yaml:9:20 targets[0].scope: must be one of org, workspace, repo');
+    expect(res.body.toString()).toContain('test.yaml:9:19 targets[0].scope: must be one of org, workspace, repo');
     const body = await metrics();
     expect(sampleValue(body, 'flashback_exporter_config_last_reload_successful')).toBe(0);
     expect(sampleValue(body, 'flashback_private_chat_input_tokens', { target: 'keep' })).toBe(900);
