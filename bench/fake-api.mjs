@@ -1,5 +1,5 @@
 // A stand-in for the Flashback API in its own process: answers GET /v2/stats/private-chat after a
-// fixed latency with a realistic body (24 hourly points, the summary statistics), and counts
+// fixed latency (20 ms by default) with a realistic body (24 hourly points, the summary statistics), and counts
 // requests, the most in flight at once and the TCP connections it accepted (keep-alive reuse).
 import { createServer } from 'node:http';
 
@@ -26,16 +26,34 @@ function body(seed) {
   });
 }
 
+// Answers leave `latencyMs` after their request arrived, not later: a timer wakes up shortly
+// before the first is due (timers fire late by up to a millisecond or so), then setImmediate
+// turns until it is. Every answer has the same latency, so the queue is in order.
+const due = [];
+let waking = false;
+
+function wake() {
+  waking = false;
+  const now = performance.now();
+  while (due.length > 0 && due[0].at <= now) {
+    const { res, text } = due.shift();
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    inFlight--;
+  }
+  if (due.length === 0) return;
+  waking = true;
+  const wait = due[0].at - now;
+  if (wait > 1.5) setTimeout(wake, wait - 1.5);
+  else setImmediate(wake);
+}
+
 const server = createServer((req, res) => {
   requests++;
   inFlight++;
   maxInFlight = Math.max(maxInFlight, inFlight);
-  const text = body(requests);
-  setTimeout(() => {
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-    inFlight--;
-  }, latencyMs);
+  due.push({ at: performance.now() + latencyMs, res, text: body(requests) });
+  if (!waking) wake();
 });
 server.keepAliveTimeout = 65_000;
 server.on('connection', () => connections++);

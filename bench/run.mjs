@@ -1,10 +1,10 @@
 // `npm run bench [-- --quick] [-- --out file.json]`: every variant side by side, in one run, each
 // server in its own child process; this process is the scraper (two when a HA pair is simulated).
 // Prints a table and writes bench/results/<date>.json. See docs/benchmarks.md for what is measured.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
-import { cpus, release, totalmem } from 'node:os';
+import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 
@@ -13,19 +13,45 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     sizes: { type: 'string' },
+    pin: { type: 'boolean', default: true },
+    only: { type: 'string' },
+    polls: { type: 'string' },
   },
+  allowNegative: true,
 });
 const QUICK = args.quick;
 const SIZES = args.sizes ? args.sizes.split(',').map(Number) : [1_000, 10_000, 100_000];
 const VARIANTS = { A: 'prom-client', B: 'exporter', C: 'static Buffer' };
-// Each measurement window runs for `ms` and at least `min` scrapes per scraper (at most `max`).
-const BUDGET = QUICK ? { warmup: 1, min: 5, max: 200, ms: 400 } : { warmup: 3, min: 30, max: 3000, ms: 3000 };
+// Each window lasts `ms`, with at least `min` scrapes per scraper (`minSlow` for prom-client).
+const BUDGET = QUICK ? { warmup: 1, min: 5, minSlow: 3, max: 200, ms: 250 } : { warmup: 3, min: 30, minSlow: 15, max: 3000, ms: 2000 };
+const GAP_MS = 10;
 // Poll rounds: units and api.concurrency. The 10k round is also where RSS is measured.
-const POLL_RUNS = QUICK ? [{ units: 10_000, concurrency: 64 }] : [{ units: 2_000, concurrency: 8 }, { units: 10_000, concurrency: 64 }];
+// `ceiling`: also time a bare undici client making the same requests (see ceiling.mjs).
+const POLL_RUNS = args.polls
+  ? args.polls.split(',').map((run) => ({ units: Number(run.split('@')[0]), concurrency: Number(run.split('@')[1]), ceiling: true }))
+  : QUICK
+    ? [{ units: 1_000, concurrency: 4, ceiling: true }, { units: 10_000, concurrency: 32, ceiling: false }]
+    : [{ units: 2_000, concurrency: 4, ceiling: true }, { units: 10_000, concurrency: 16, ceiling: true }, { units: 10_000, concurrency: 64, ceiling: true }];
 const API_LATENCY_MS = 20;
 const TARGETS = { speedup: 10, vsStatic: 1.5, eldMaxMs: 10, heapRatio: 0.5, throughput: 0.9, rssBytes: 300 * 2 ** 20 };
 
 const here = new URL('.', import.meta.url);
+
+// The measured server gets CPU 0 to itself; this process (the scrapers) and the fake API share
+// CPU 1, as Prometheus and the Flashback API would run elsewhere. Needs taskset (util-linux).
+const PIN = args.pin && cpus().length >= 2 && hasTaskset();
+function hasTaskset() {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+function pin(pid, cpu) {
+  if (PIN) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+pin(process.pid, 1);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 
@@ -44,6 +70,7 @@ function spawnChild(script, argv, { exposeGc = false } = {}) {
     void exited.then((code) => reject(new Error(`${script} ${argv.join(' ')} exited with ${code} before it was ready`)));
   });
   return {
+    pid: child.pid,
     ready,
     call: (cmd) =>
       new Promise((resolve, reject) => {
@@ -53,7 +80,7 @@ function spawnChild(script, argv, { exposeGc = false } = {}) {
         void exited.then((code) => reject(new Error(`${script} exited with ${code} during ${cmd}`)));
       }),
     async exit() {
-      if (child.exitCode === null) child.send({ cmd: 'exit' });
+      if (child.exitCode === null && child.connected) child.send({ cmd: 'exit' });
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await exited;
       clearTimeout(timer);
@@ -89,65 +116,108 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
-/** Scrapes one server with `scrapers` concurrent clients for one measurement window. */
-async function measure(server, port, gzip, scrapers) {
-  const agent = new Agent({ keepAlive: true, maxSockets: scrapers });
-  try {
-    for (let i = 0; i < BUDGET.warmup; i++) await Promise.all(range(scrapers).map(() => scrape(agent, port, gzip)));
-    await server.call('reset');
-    const latencies = [];
-    let bytes = 0;
-    const end = performance.now() + BUDGET.ms;
-    await Promise.all(
-      range(scrapers).map(async () => {
-        for (let n = 0; n < BUDGET.min || (n < BUDGET.max && performance.now() < end); n++) {
-          const r = await scrape(agent, port, gzip);
-          latencies.push(r.ms);
-          bytes = r.bytes;
-        }
-      }),
-    );
-    const report = await server.call('report');
-    latencies.sort((a, b) => a - b);
-    return {
-      scrapes: latencies.length,
-      p50Ms: percentile(latencies, 50),
-      p99Ms: percentile(latencies, 99),
-      meanMs: latencies.reduce((a, b) => a + b, 0) / latencies.length,
-      cpuMsPerScrape: report.cpuMs / report.scrapes,
-      eldMaxMs: report.eldMaxMs,
-      bytes,
-    };
-  } finally {
-    agent.destroy();
-  }
+/**
+ * One measurement window: `scrapers` clients scrape one server (each waiting GAP_MS between its
+ * scrapes) for BUDGET.ms and at least `min` scrapes each; the server reports the CPU time and
+ * event-loop delay of the window.
+ */
+async function window(server, agent, gzip, scrapers, min) {
+  await server.call('reset');
+  const latencies = [];
+  let bytes = 0;
+  const end = performance.now() + BUDGET.ms;
+  await Promise.all(
+    range(scrapers).map(async () => {
+      for (let n = 0; n < min || (n < BUDGET.max && performance.now() < end); n++) {
+        const r = await scrape(agent, server.port, gzip);
+        latencies.push(r.ms);
+        bytes = r.bytes;
+        await sleep(GAP_MS);
+      }
+    }),
+  );
+  return { latencies, bytes, report: await server.call('report') };
 }
 
-/** Scrape latency, CPU and event-loop delay of one variant at one size, then its memory. */
-async function benchVariant(variant, size) {
-  const server = spawnChild('server.mjs', [variant, size], { exposeGc: true });
-  const { port, series } = await server.ready;
+/**
+ * Scrape latency, CPU and event-loop delay of the three variants at one size, then their memory.
+ * The three servers run at once (pinned to the same CPU, idle but for the one scraped), and B
+ * and C are measured in alternating windows, B C B C, so that both see the machine in the same
+ * state: the ratio between them is what matters, and this machine's speed drifts.
+ */
+async function benchSize(size) {
+  const servers = {};
+  for (const variant of Object.keys(VARIANTS)) servers[variant] = spawnChild('server.mjs', [variant, size], { exposeGc: true });
   try {
+    let series;
+    for (const [variant, server] of Object.entries(servers)) {
+      const ready = await server.ready;
+      server.port = ready.port;
+      series = ready.series;
+      pin(server.pid, 0);
+      void variant;
+    }
     const rows = [];
     for (const gzip of [false, true]) {
       for (const scrapers of [1, 2]) {
-        rows.push({ variant, series, encoding: gzip ? 'gzip' : 'identity', scrapers, ...(await measure(server, port, gzip, scrapers)) });
+        const agents = Object.fromEntries(Object.keys(servers).map((v) => [v, new Agent({ keepAlive: true, maxSockets: scrapers })]));
+        const acc = Object.fromEntries(Object.keys(servers).map((v) => [v, { latencies: [], cpuMs: 0, registryMs: 0, scrapes: 0, eldMaxMs: 0, eldP99Ms: 0, bytes: 0 }]));
+        for (const v of Object.keys(servers)) {
+          for (let i = 0; i < BUDGET.warmup; i++) await Promise.all(range(scrapers).map(() => scrape(agents[v], servers[v].port, gzip)));
+        }
+        // prom-client is measured once, with fewer scrapes: it is slower by far more than the noise.
+        const order = ['A', 'B', 'C', 'B', 'C'];
+        for (const v of order) {
+          const w = await window(servers[v], agents[v], gzip, scrapers, v === 'A' ? BUDGET.minSlow : BUDGET.min);
+          const a = acc[v];
+          a.latencies.push(...w.latencies);
+          a.cpuMs += w.report.cpuMs;
+          a.registryMs += w.report.registryMs;
+          a.scrapes += w.report.scrapes;
+          a.eldMaxMs = Math.max(a.eldMaxMs, w.report.eldMaxMs);
+          a.eldP99Ms = Math.max(a.eldP99Ms, w.report.eldP99Ms);
+          a.bytes = w.bytes;
+        }
+        for (const agent of Object.values(agents)) agent.destroy();
+        for (const [variant, a] of Object.entries(acc)) {
+          const sorted = a.latencies.sort((x, y) => x - y);
+          rows.push({
+            variant,
+            series,
+            encoding: gzip ? 'gzip' : 'identity',
+            scrapers,
+            scrapes: sorted.length,
+            p50Ms: percentile(sorted, 50),
+            p99Ms: percentile(sorted, 99),
+            meanMs: sorted.reduce((x, y) => x + y, 0) / sorted.length,
+            cpuMsPerScrape: a.cpuMs / a.scrapes,
+            registryMsPerScrape: a.registryMs / a.scrapes,
+            eldMaxMs: a.eldMaxMs,
+            eldP99Ms: a.eldP99Ms,
+            bytes: a.bytes,
+          });
+        }
       }
     }
-    const memory = await server.call('memory');
-    return { rows, memory: { variant, series, bytesPerSeries: memory.bytesPerSeries, retainedBytes: memory.retainedBytes } };
+    const memory = [];
+    for (const [variant, server] of Object.entries(servers)) {
+      const m = await server.call('memory');
+      memory.push({ variant, series, bytesPerSeries: m.bytesPerSeries, retainedBytes: m.retainedBytes });
+    }
+    return { rows, memory };
   } finally {
-    await server.exit();
+    await Promise.all(Object.values(servers).map((server) => server.exit()));
   }
 }
 
 /** The exporter polling `units` units against the fake API, scraped (gzip) every 250 ms meanwhile. */
-async function benchPolls({ units, concurrency }) {
+async function benchPolls({ units, concurrency, ceiling }) {
   const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
   const { port: apiPort } = await api.ready;
   const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency]);
   try {
     const { port } = await exporter.ready;
+    pin(exporter.pid, 0);
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     let landing = true;
     const during = [];
@@ -172,6 +242,21 @@ async function benchPolls({ units, concurrency }) {
     const series = plain.body.toString().split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
     const memory = await exporter.call('memory');
     agent.destroy();
+    await exporter.exit();
+    let ceilingPerS;
+    if (ceiling) {
+      await api.call('reset');
+      const bare = spawnChild('ceiling.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency]);
+      try {
+        await bare.ready;
+        pin(bare.pid, 0);
+        const r = await bare.call('start');
+        if (r.failed > 0) throw new Error(`ceiling run: ${r.failed} requests failed`);
+        ceilingPerS = r.units / (r.elapsedMs / 1000);
+      } finally {
+        await bare.exit();
+      }
+    }
     const throughput = round.units / (round.elapsedMs / 1000);
     const ideal = concurrency / (API_LATENCY_MS / 1000);
     during.sort((a, b) => a - b);
@@ -184,12 +269,13 @@ async function benchPolls({ units, concurrency }) {
       throughputPerS: throughput,
       idealPerS: ideal,
       ofIdeal: throughput / ideal,
+      ceilingPerS,
+      ofCeiling: ceilingPerS === undefined ? undefined : throughput / ceilingPerS,
       apiRequests: api_.requests,
       apiConnections: api_.connections,
       apiMaxInFlight: api_.maxInFlight,
       cpuMsPerPoll: round.cpuMsPerPoll,
       startMs: round.startMs,
-      startEldMaxMs: round.startEldMaxMs,
       landingEldMaxMs: round.landingEldMaxMs,
       landingEldP99Ms: round.landingEldP99Ms,
       scrapesWhileLanding: during.length,
@@ -211,26 +297,28 @@ async function benchPolls({ units, concurrency }) {
 
 function machine() {
   const model = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpus()[0]?.model ?? 'unknown';
-  return { cpu: model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version };
+  return { cpu: model, cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, pinned: PIN, loadAverageAtStart: loadavg()[0] };
 }
 
 // ---- run ----
 const started = performance.now();
 const info = machine();
-console.log(`flashback-exporter benchmark${QUICK ? ' (--quick)' : ''}: ${info.cpu}, ${info.cores} cores, Node ${info.node}`);
+console.log(`flashback-exporter benchmark${QUICK ? ' (--quick)' : ''}: ${info.cpu}, ${info.cores} cores, Node ${info.node}${PIN ? ', server pinned to CPU 0' : ''}`);
+if (info.loadAverageAtStart > info.cores / 2) {
+  console.log(`  note: load average ${info.loadAverageAtStart.toFixed(1)} on ${info.cores} cores: other work is running, and timings will be noisy`);
+}
 const scrapeRows = [];
 const memoryRows = [];
-for (const size of SIZES) {
-  for (const variant of Object.keys(VARIANTS)) {
-    process.stdout.write(`  ${VARIANTS[variant]} at ${size} series...`);
-    const { rows, memory } = await benchVariant(variant, size);
-    scrapeRows.push(...rows);
-    memoryRows.push(memory);
-    process.stdout.write(` p50 ${rows[0].p50Ms.toFixed(2)} ms\n`);
-  }
+for (const size of args.only === 'polls' ? [] : SIZES) {
+  process.stdout.write(`  scraping ${Object.values(VARIANTS).join(', ')} at ${size} series...`);
+  const { rows, memory } = await benchSize(size);
+  scrapeRows.push(...rows);
+  memoryRows.push(...memory);
+  const p50 = (v) => rows.find((r) => r.variant === v && r.encoding === 'identity' && r.scrapers === 1).p50Ms.toFixed(2);
+  process.stdout.write(` identity p50 ${p50('A')} / ${p50('B')} / ${p50('C')} ms\n`);
 }
 const pollRows = [];
-for (const run of POLL_RUNS) {
+for (const run of args.only === 'scrape' ? [] : POLL_RUNS) {
   process.stdout.write(`  polling ${run.units} units at concurrency ${run.concurrency}...`);
   const r = await benchPolls(run);
   pollRows.push(r);
@@ -238,11 +326,11 @@ for (const run of POLL_RUNS) {
 }
 
 // ---- ratios ----
-const largest = Math.max(...scrapeRows.map((r) => r.series));
+const largest = Math.max(0, ...scrapeRows.map((r) => r.series));
 const row = (variant, series, encoding, scrapers) => scrapeRows.find((r) => r.variant === variant && r.series === series && r.encoding === encoding && r.scrapers === scrapers);
 const checks = [];
 const check = (name, value, target, met, unit = '') => checks.push({ name, value, target, met, unit });
-for (const encoding of ['identity', 'gzip']) {
+for (const encoding of scrapeRows.length > 0 ? ['identity', 'gzip'] : []) {
   for (const scrapers of [1, 2]) {
     const [a, b, c] = ['A', 'B', 'C'].map((v) => row(v, largest, encoding, scrapers));
     for (const p of ['p50Ms', 'p99Ms']) {
@@ -254,13 +342,13 @@ for (const encoding of ['identity', 'gzip']) {
 }
 const eldServing = Math.max(...scrapeRows.filter((r) => r.variant === 'B').map((r) => r.eldMaxMs));
 const eldPromClient = Math.max(...scrapeRows.filter((r) => r.variant === 'A' && r.series === largest).map((r) => r.eldMaxMs));
-check(`event-loop delay max while serving scrapes (all sizes; prom-client at ${largest}: ${eldPromClient.toFixed(1)} ms)`, eldServing, `< ${TARGETS.eldMaxMs} ms`, eldServing < TARGETS.eldMaxMs, ' ms');
+if (scrapeRows.length > 0) check(`event-loop delay max while serving scrapes (all sizes; prom-client at ${largest}: ${eldPromClient.toFixed(1)} ms)`, eldServing, `< ${TARGETS.eldMaxMs} ms`, eldServing < TARGETS.eldMaxMs, ' ms');
 for (const r of pollRows) {
   check(`event-loop delay max while ${r.units} units' polls land (scraped every 250 ms)`, r.landingEldMaxMs, `< ${TARGETS.eldMaxMs} ms`, r.landingEldMaxMs < TARGETS.eldMaxMs, ' ms');
 }
 const memA = memoryRows.find((m) => m.variant === 'A' && m.series === largest);
 const memB = memoryRows.find((m) => m.variant === 'B' && m.series === largest);
-check(`heap+external per series at ${largest}: exporter / prom-client (${memB.bytesPerSeries.toFixed(0)} B / ${memA.bytesPerSeries.toFixed(0)} B)`, memB.bytesPerSeries / memA.bytesPerSeries, `<= ${TARGETS.heapRatio}`, memB.bytesPerSeries / memA.bytesPerSeries <= TARGETS.heapRatio, '×');
+if (memA && memB) check(`heap+external per series at ${largest}: exporter / prom-client (${memB.bytesPerSeries.toFixed(0)} B / ${memA.bytesPerSeries.toFixed(0)} B)`, memB.bytesPerSeries / memA.bytesPerSeries, `<= ${TARGETS.heapRatio}`, memB.bytesPerSeries / memA.bytesPerSeries <= TARGETS.heapRatio, '×');
 for (const r of pollRows) {
   check(`poll throughput, ${r.units} units at concurrency ${r.concurrency}, ${r.apiLatencyMs} ms API: of ideal`, r.ofIdeal, `>= ${TARGETS.throughput}`, r.ofIdeal >= TARGETS.throughput && r.failed === 0);
   check(`keep-alive: sockets opened for ${r.apiRequests} requests at concurrency ${r.concurrency}`, r.apiConnections, `<= ${r.concurrency}`, r.apiConnections <= r.concurrency && r.apiRequests === r.units);
@@ -298,14 +386,15 @@ console.log(table(['series', 'A prom-client', 'B exporter', 'C static', 'B/A'], 
   return [s, f(a, 0), f(b, 0), f(c, 0), f(b / a)];
 })));
 console.log(`\nPolls against a fake API with ${API_LATENCY_MS} ms latency (the whole exporter, scraped with gzip every 250 ms meanwhile):`);
-console.log(table(['units', 'conc.', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'requests', 'sockets', 'CPU/poll ms', 'start ms', 'ELD start', 'ELD landing', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
-  r.units, r.concurrency, f(r.elapsedMs / 1000), f(r.throughputPerS, 0), f(r.idealPerS, 0), `${(r.ofIdeal * 100).toFixed(1)}%`, r.apiRequests, r.apiConnections,
-  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.startEldMaxMs, 1), f(r.landingEldMaxMs, 1), `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
+console.log(table(['units', 'conc.', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'bare undici/s', 'of bare', 'requests', 'sockets', 'CPU/poll ms', 'start (blocking) ms', 'ELD landing', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
+  r.units, r.concurrency, f(r.elapsedMs / 1000), f(r.throughputPerS, 0), f(r.idealPerS, 0), `${(r.ofIdeal * 100).toFixed(1)}%`, f(r.ceilingPerS, 0), r.ofCeiling === undefined ? '-' : `${(r.ofCeiling * 100).toFixed(1)}%`, r.apiRequests, r.apiConnections,
+  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.landingEldMaxMs, 1), `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
   f(r.rssBytes / 2 ** 20, 0), f(r.peakRssBytes / 2 ** 20, 0),
 ])));
 console.log('\nTargets of issue 5:');
 for (const c of checks) console.log(`  ${c.met ? 'met ' : 'MISS'}  ${c.name}: ${f(c.value)}${c.unit} (target ${c.target})`);
 
+info.loadAverageAtEnd = loadavg()[0];
 const results = { date: new Date().toISOString(), quick: QUICK, machine: info, budget: BUDGET, scrape: scrapeRows, memory: memoryRows, polls: pollRows, checks, seconds: (performance.now() - started) / 1000 };
 const out = args.out ?? new URL(`results/${results.date.replace(/[:.]/g, '-')}${QUICK ? '-quick' : ''}.json`, here).pathname;
 mkdirSync(new URL('results/', here), { recursive: true });
