@@ -27,6 +27,10 @@ const BLOCK_SIZE = 128;
 // A rebuild yields to the event loop after this much work, so scrapes of a large store
 // never stall polls or other requests for long.
 const YIELD_AFTER_MS = 4;
+// After a change, the snapshot is rebuilt this much later in the background (unless a scrape
+// asks first), so a scrape seldom waits for a rebuild, and changed text is not held as strings
+// until someone scrapes.
+const BUILD_DELAY_MS = 1_000;
 // Fastest compression: the text is so repetitive that higher levels gain only a few percent.
 const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
 const EMPTY = Buffer.alloc(0);
@@ -55,6 +59,22 @@ function compress(text: Buffer): Buffer {
   const member = Buffer.allocUnsafeSlow(out.length);
   out.copy(member);
   return member;
+}
+
+// `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again.
+const extraLabels = new Map<string, string>();
+
+/** `,name="value"`, escaped: the label a line adds to its unit's label set. */
+function extraLabel(name: 'stat' | 'reason', value: string): string {
+  const key = `${name}\0${value}`;
+  let text = extraLabels.get(key);
+  if (text === undefined) {
+    text = `,${name}="${escapeLabelValue(value)}"`;
+    // The API decides the statistic names; a misbehaving one must not grow this without bound.
+    if (extraLabels.size >= 10_000) extraLabels.clear();
+    extraLabels.set(key, text);
+  }
+  return text;
 }
 
 /** The text after the label set: what a line keeps, the label set being its unit's. */
@@ -338,6 +358,7 @@ export class MetricStore {
   #version = 0;
   #snapshot: Snapshot | undefined;
   #building: Promise<Snapshot> | undefined;
+  #buildTimer: NodeJS.Timeout | undefined;
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
   readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
@@ -388,7 +409,7 @@ export class MetricStore {
       this.#units.set(spec.key, unit);
       this.#bySlot[unit.slot] = unit;
     }
-    this.#version++;
+    this.#changed();
   }
 
   /** Publishes a successful poll: replaces the unit's data series and marks it up. */
@@ -407,7 +428,7 @@ export class MetricStore {
     }
     for (const [stat, value] of result.summary ?? []) {
       if (!Number.isFinite(value)) continue;
-      add(this.#windowStat, tail(unit.dataLabels, `,stat="${escapeLabelValue(stat)}"`, value));
+      add(this.#windowStat, tail(unit.dataLabels, extraLabel('stat', stat), value));
     }
     for (const family of unit.dataFamilies) if (!next.has(family)) family.set(unit.slot, '');
     for (const [family, text] of next) family.set(unit.slot, text);
@@ -419,7 +440,7 @@ export class MetricStore {
     unit.lastError = undefined;
     this.#up.set(unit.slot, tail(unit.unitLabels, '', 1));
     this.#lastSuccess.set(unit.slot, tail(unit.unitLabels, '', result.at / 1000));
-    this.#version++;
+    this.#changed();
   }
 
   /** Records a failed poll: counts its reason and marks the unit down; its data stays until stale. */
@@ -432,10 +453,10 @@ export class MetricStore {
     unit.errors ??= new Map();
     unit.errors.set(failure.reason, (unit.errors.get(failure.reason) ?? 0) + 1);
     let lines = '';
-    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, `,reason="${escapeLabelValue(reason)}"`, count);
+    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, extraLabel('reason', reason), count);
     this.#errors.set(unit.slot, lines);
     this.#up.set(unit.slot, tail(unit.unitLabels, '', 0));
-    this.#version++;
+    this.#changed();
   }
 
   /** Drops the data series of units not refreshed within their staleAfter. */
@@ -444,7 +465,7 @@ export class MetricStore {
     for (const unit of this.#units.values()) {
       if (unit.dataFamilies.length > 0 && now - (unit.lastSuccessAt ?? 0) >= unit.spec.staleAfterMs) {
         this.#clearData(unit);
-        this.#version++;
+        this.#changed();
       }
     }
   }
@@ -532,6 +553,15 @@ export class MetricStore {
     };
     this.#snapshot = snapshot;
     return snapshot;
+  }
+
+  /** Marks the text changed, and schedules a rebuild in the background. */
+  #changed(): void {
+    this.#version++;
+    this.#buildTimer ??= setTimeout(() => {
+      this.#buildTimer = undefined;
+      void this.snapshot();
+    }, BUILD_DELAY_MS).unref();
   }
 
   #attempt(unit: UnitState, at: number, durationSeconds: number): void {
