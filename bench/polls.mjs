@@ -3,6 +3,7 @@
 // It measures the first round of polls: wall time (throughput), CPU, and the event-loop delay while
 // the round starts and while its answers land; the parent scrapes it meanwhile and asks for memory.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../dist/config/load.js';
 import { createExporter } from '../dist/exporter/exporter.js';
@@ -83,7 +84,8 @@ process.on('message', async (msg) => {
     eld.disable();
   } else if (msg.cmd === 'memory') {
     const m = process.memoryUsage();
-    process.send({ id: msg.id, rss: m.rss, peakRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, external: m.external });
+    const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, Math.round(sp.physical_space_size / 2 ** 20)]));
+    process.send({ id: msg.id, rss: m.rss, peakRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, spacesMiB: spaces });
   } else if (msg.cmd === 'exit') {
     await exporter.stop();
     server.closeAllConnections();

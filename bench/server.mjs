@@ -2,6 +2,7 @@
 //   A  prom-client: a registry holding the series, rendered (and gzipped) on every scrape;
 //   B  exporter:    the exporter's MetricStore and HTTP handler, the modules main.js runs;
 //   C  static:      node:http sending B's exact bytes from a Buffer built once (the physical limit).
+//   B0 exporter without the process metrics prom-client renders per scrape (the store path alone).
 // The parent drives it over IPC: `reset` starts a measurement window, `report` ends it with the
 // CPU time and event-loop delay spent serving, `memory` reports the retained bytes per series.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -19,7 +20,7 @@ const gzip = promisify(gzipCallback);
 const SLICE = 256 * 1024;
 const [variant, seriesArg] = process.argv.slice(2);
 const wanted = Number(seriesArg);
-if (!['A', 'B', 'C'].includes(variant) || !(wanted > 0)) throw new Error('usage: server.mjs A|B|C <series>');
+if (!['A', 'B', 'B0', 'C'].includes(variant) || !(wanted > 0)) throw new Error('usage: server.mjs A|B|B0|C <series>');
 if (typeof globalThis.gc !== 'function') throw new Error('run with --expose-gc');
 
 /** Heap plus memory outside it (Buffers, strings' external backing), after full collections. */
@@ -36,7 +37,7 @@ function retained() {
 const units = generate(wanted);
 const series = units.length * 15;
 // The exporter's own process metrics, rendered by prom-client per scrape in every variant.
-const telemetry = createTelemetry({ version: 'bench', processMetrics: true });
+const telemetry = createTelemetry({ version: 'bench', processMetrics: variant !== 'B0' });
 await telemetry.registry.metrics();
 // Time spent in prom-client's render of the registry (all of A; the process metrics in B).
 let registryMs = 0;
@@ -72,7 +73,7 @@ if (variant === 'A') {
     enableLifecycle: false,
     reload: async () => ({ ok: true }),
   });
-  if (variant === 'B') {
+  if (variant === 'B' || variant === 'B0') {
     handler = served;
   } else {
     // The same bytes as B, rendered once and then only sent: in slices of 256 KiB as B writes
@@ -86,11 +87,24 @@ if (variant === 'A') {
       res.writeHead(200, { 'Content-Type': CONTENT_TYPE, 'Content-Length': body.length, ...(gz ? { 'Content-Encoding': 'gzip' } : {}) });
       for (let offset = 0; offset < body.length; offset += SLICE) {
         if (res.destroyed) return;
-        if (!res.write(body.subarray(offset, offset + SLICE))) await new Promise((resolve) => (res.once('drain', resolve), res.once('close', resolve)));
+        if (!res.write(body.subarray(offset, offset + SLICE))) await drained(res);
       }
       res.end();
     };
   }
+}
+
+/** Resolves when the response can take more, or has been closed. */
+function drained(res) {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function acceptsGzip(req) {

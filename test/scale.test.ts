@@ -286,6 +286,31 @@ describe(`/metrics with ${UNITS} units`, () => {
   });
 });
 
+describe('staleness with many units', () => {
+  it('drops exactly the data of the units whose last success is older than their staleAfter, as the clock moves', async () => {
+    let now = 0;
+    const stale = new MetricStore({ now: () => now });
+    const units = Array.from({ length: 600 }, (_, i) => ({ ...unitSpec(i), staleAfterMs: 1_000 * (1 + (i % 7)) }));
+    stale.setUnits(units);
+    const lastSuccess = new Map<string, number>();
+    const succeed = (i: number) => {
+      stale.recordSuccess(units[i]!.key, { ...poll(i, 0), at: now, bucket: { ts: 1, fields: [['tokensIn', i]] } });
+      lastSuccess.set(units[i]!.key, now);
+    };
+    units.forEach((_, i) => succeed(i));
+    for (let step = 1; step <= 40; step++) {
+      now += 250;
+      // Some units are polled again between scrapes, after the store has computed when the
+      // next unit goes stale.
+      for (let i = step; i < units.length; i += 9) succeed(i);
+      const text = Buffer.concat((await stale.snapshot()).chunks).toString('utf8');
+      const withData = new Set([...text.matchAll(/^flashback_private_chat_input_tokens\{.*user_id="(user-\d+)".*\} \d+$/gm)].map((m) => m[1]));
+      const expected = new Set(units.filter((u) => now - lastSuccess.get(u.key)! < u.staleAfterMs).map((u) => u.unitLabels[2]![1]));
+      expect(withData).toEqual(expected);
+    }
+  });
+});
+
 /** A throwaway Prometheus scraping `target` (host:port) every second. */
 async function startPrometheus(target: string): Promise<{ url: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'flashback-scale-'));

@@ -359,6 +359,8 @@ export class MetricStore {
   #snapshot: Snapshot | undefined;
   #building: Promise<Snapshot> | undefined;
   #buildTimer: NodeJS.Timeout | undefined;
+  /** No unit's data goes stale before this (epoch ms). */
+  #nextExpiry = Number.POSITIVE_INFINITY;
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
   readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
@@ -437,6 +439,7 @@ export class MetricStore {
     this.#attempt(unit, result.at, result.durationSeconds);
     unit.up = true;
     unit.lastSuccessAt = result.at;
+    if (unit.dataFamilies.length > 0) this.#nextExpiry = Math.min(this.#nextExpiry, result.at + unit.spec.staleAfterMs);
     unit.lastError = undefined;
     this.#up.set(unit.slot, tail(unit.unitLabels, '', 1));
     this.#lastSuccess.set(unit.slot, tail(unit.unitLabels, '', result.at / 1000));
@@ -462,12 +465,20 @@ export class MetricStore {
   /** Drops the data series of units not refreshed within their staleAfter. */
   expire(): void {
     const now = this.#now();
+    // Every scrape asks; only walk the units when one of them may have gone stale.
+    if (now < this.#nextExpiry) return;
+    let next = Number.POSITIVE_INFINITY;
     for (const unit of this.#units.values()) {
-      if (unit.dataFamilies.length > 0 && now - (unit.lastSuccessAt ?? 0) >= unit.spec.staleAfterMs) {
+      if (unit.dataFamilies.length === 0) continue;
+      const expiry = (unit.lastSuccessAt ?? 0) + unit.spec.staleAfterMs;
+      if (now >= expiry) {
         this.#clearData(unit);
         this.#changed();
+      } else {
+        next = Math.min(next, expiry);
       }
     }
+    this.#nextExpiry = next;
   }
 
   /** Whether every unit has finished at least one poll attempt (the /-/ready condition). */
