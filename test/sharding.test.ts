@@ -1,6 +1,7 @@
 // The sharded Kubernetes variant: a StatefulSet whose replicas derive --shard from their pod
 // name. Parsed from the manifests as a cluster would run them (the kubelet expanding $(VAR) in
 // args), every replica's flags must be valid and the replicas must poll every unit exactly once.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -98,6 +99,19 @@ describe('the sharded StatefulSet', () => {
     expect(flags.map((f) => f.shard)).toEqual(Array.from({ length: spec.replicas }, (_, i) => i));
     // A replica added without raising --total-shards fails at start instead of polling nothing.
     expect(() => parseFlags(podArgs(spec.replicas))).toThrow(FlagError);
+  });
+
+  it('sets NODE_OPTIONS that Node accepts', () => {
+    const options = container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+    expect(options).toMatch(/--max-old-space-size=\d+/);
+    const result = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(require("v8").getHeapStatistics().heap_size_limit))'], {
+      env: { ...process.env, NODE_OPTIONS: options },
+      encoding: 'utf8',
+    });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    // The heap limit is the old space's plus the young generation's.
+    expect(Number(result.stdout)).toBeLessThan(400 * 2 ** 20);
   });
 
   it('polls every unit exactly once across its replicas', () => {
