@@ -82,7 +82,8 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
   if (acceptsGzip(req.headers['accept-encoding'])) {
     // The store keeps its text as gzip members, which a gzip file may hold several of
     // (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one stream: they are
-    // sent as they are, followed by a member for the registry's few per-scrape lines.
+    // sent as cached (joined once per snapshot), followed by a member for the registry's few
+    // per-scrape lines. Nothing but those few lines is compressed on a scrape.
     const tail = gzipSync(own, { level: zlib.Z_BEST_SPEED });
     res.setHeader('Content-Encoding', 'gzip');
     res.setHeader('Content-Length', snapshot.gzipLength + tail.length);
@@ -99,8 +100,9 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
   res.setHeader('Content-Length', snapshot.byteLength + tail.length);
   if (req.method === 'HEAD') return void res.end();
   res.writeHead(200);
-  // The plain text is rendered piece by piece into reused Buffers as the client reads it, and
-  // the event loop gets a turn whenever the socket is full or a few milliseconds have passed.
+  // The plain text is rendered piece by piece (label sets in front of line tails) into
+  // Buffers reused from scrape to scrape, each written before the next is rendered, and the
+  // event loop gets a turn every few milliseconds.
   let slice = performance.now();
   for (const piece of snapshot.pieces()) {
     if (res.destroyed) {

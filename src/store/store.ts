@@ -18,7 +18,7 @@ import {
 //   units' lines, and is rebuilt only when one of them changes.
 // - A block keeps each line without its label set: the label set of a unit is the same on all
 //   of its lines, so it is kept once per unit, and a line is stored as its tail (`} 42\n`,
-//   `,stat="p50"} 42\n`). That is a fifth of the plain text.
+//   `,stat="p50"} 42\n`): a tenth of the plain text or less.
 // - A block also keeps its rendered text as one gzip member. Members concatenated are one gzip
 //   file (RFC 1952 §2.2), so a gzip scrape, what Prometheus asks for, sends cached bytes only.
 // - A plain-text scrape renders the blocks again, label sets copied in front of tails, into
