@@ -1,0 +1,59 @@
+import { createTask } from 'node-cron';
+import type { Config } from '../config/config.js';
+import { expandUnits, seriesPerUnit, shardOf, type PollUnit, type Sharding } from '../config/units.js';
+
+/** Average runs per hour of a cron expression, over the next day. */
+export function runsPerHour(schedule: string, from = new Date()): number {
+  const task = createTask(schedule, () => {});
+  try {
+    const end = from.getTime() + 86_400_000;
+    // At most one run a second: 86 400 a day bounds the walk.
+    const runs = task.getNextRuns(86_401).filter((d) => d.getTime() <= end).length;
+    return runs / 24;
+  } finally {
+    void task.destroy();
+  }
+}
+
+/**
+ * What --config.check prints: the targets, the poll units, the series and API calls they
+ * imply, per shard when sharded, so a change can be judged before it is deployed.
+ */
+export function describePlan(config: Config, file: string, sharding: Sharding): string {
+  const all = expandUnits(config);
+  const rate = new Map<string, number>();
+  const callsOf = (u: PollUnit) => {
+    let r = rate.get(u.target.schedule);
+    if (r === undefined) rate.set(u.target.schedule, (r = runsPerHour(u.target.schedule)));
+    return r;
+  };
+  const sum = (list: readonly PollUnit[], f: (u: PollUnit) => number) => list.reduce((n, u) => n + f(u), 0);
+  const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
+
+  const lines = [`${file}: configuration is valid`, ''];
+  const table = [['TARGET', 'SCOPE', 'UNITS', 'SERIES', 'CALLS/HOUR', 'SCHEDULE']];
+  for (const target of config.targets) {
+    const units = all.filter((u) => u.target === target);
+    table.push([target.name, target.scope, String(units.length), String(units.length * seriesPerUnit(target)), fmt(sum(units, callsOf)), target.schedule]);
+  }
+  lines.push(...columns(table), '');
+  lines.push(
+    `total: ${config.targets.length} targets, ${all.length} poll units, about ${sum(all, (u) => seriesPerUnit(u.target))} series, ${fmt(sum(all, callsOf))} API calls per hour`,
+  );
+  if (sharding.totalShards > 1) {
+    lines.push('', ...columns([
+      ['SHARD', 'UNITS', 'SERIES', 'CALLS/HOUR'],
+      ...Array.from({ length: sharding.totalShards }, (_, shard) => {
+        const mine = all.filter((u) => shardOf(u.id, sharding.totalShards) === shard);
+        return [`${shard}${shard === sharding.shard ? ' (this one)' : ''}`, String(mine.length), String(sum(mine, (u) => seriesPerUnit(u.target))), fmt(sum(mine, callsOf))];
+      }),
+    ]));
+  }
+  lines.push('', 'poll units:', ...all.map((u) => `  ${u.id}`), '');
+  return lines.join('\n');
+}
+
+function columns(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+}

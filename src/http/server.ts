@@ -1,0 +1,140 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback, constants as zlib } from 'node:zlib';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { MetricStore } from '../store/store.js';
+import { CONTENT_TYPE } from '../store/exposition.js';
+import { renderLanding } from './landing.js';
+
+const gzip = promisify(gzipCallback);
+
+/** What a reload reports back to POST /-/reload. */
+export type ReloadOutcome = { ok: true } | { ok: false; error: string };
+
+export interface HandlerDeps {
+  readonly store: MetricStore;
+  /** prom-client registry of the exporter's own process-wide metrics. */
+  readonly registry: Registry;
+  readonly telemetryPath: string;
+  readonly version: string;
+  readonly log: Logger;
+  readonly enableLifecycle: boolean;
+  readonly reload: () => Promise<ReloadOutcome>;
+  readonly now?: () => number;
+}
+
+/** The exposition: the store's pre-rendered series, then the registry's few. */
+export async function renderMetrics(store: MetricStore, registry: Registry): Promise<Buffer[]> {
+  const [snapshot, own] = await Promise.all([store.snapshot(), registry.metrics()]);
+  return [...snapshot.chunks, Buffer.from(own)];
+}
+
+/**
+ * The request handler for every endpoint. /metrics only reads the store, so a scrape
+ * never waits for the Flashback API, however slow it is.
+ */
+export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const now = deps.now ?? Date.now;
+  const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
+    [deps.telemetryPath]: (req, res) => serveMetrics(deps, req, res),
+    '/-/healthy': (_req, res) => text(res, 200, 'Flashback Exporter is Healthy.\n'),
+    '/-/ready': (_req, res) => {
+      if (deps.store.ready) return text(res, 200, 'Flashback Exporter is Ready.\n');
+      const waiting = deps.store.statuses().filter((u) => u.lastAttemptAt === undefined).length;
+      text(res, 503, `Flashback Exporter is not ready: ${waiting} of ${deps.store.unitCount} poll units have not finished their first poll.\n`);
+    },
+    '/-/reload': async (req, res) => {
+      if (req.method !== 'POST' && req.method !== 'PUT') {
+        res.setHeader('Allow', 'POST, PUT');
+        return text(res, 405, 'Only POST or PUT requests allowed.\n');
+      }
+      if (!deps.enableLifecycle) return text(res, 403, 'Lifecycle API is not enabled; start with --web.enable-lifecycle.\n');
+      const outcome = await deps.reload();
+      if (outcome.ok) text(res, 200, 'Configuration reloaded.\n');
+      else text(res, 500, `Failed to reload the configuration:\n${outcome.error}\n`);
+    },
+  };
+  if (deps.telemetryPath !== '/') {
+    routes['/'] = (req, res) => {
+      res.setHeader('Content-Type', 'text/html; charset=utf-8');
+      res.end(req.method === 'HEAD' ? undefined : renderLanding({ version: deps.version, telemetryPath: deps.telemetryPath, units: deps.store.statuses(), now: now() }));
+    };
+  }
+
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    const route = routes[path];
+    if (route === undefined) return text(res, 404, 'Not Found\n');
+    if (path !== '/-/reload' && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return text(res, 405, 'Method Not Allowed\n');
+    }
+    Promise.resolve(route(req, res)).catch((err: unknown) => {
+      deps.log.error({ err: (err as Error)?.message, path }, 'request failed');
+      if (!res.headersSent) text(res, 500, 'Internal Server Error\n');
+      else res.destroy();
+    });
+  };
+}
+
+async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  res.setHeader('Content-Type', CONTENT_TYPE);
+  res.setHeader('Vary', 'Accept-Encoding');
+  let chunks: Buffer[];
+  if (acceptsGzip(req.headers['accept-encoding'])) {
+    // A gzip file may hold several members (RFC 1952 §2.2), which every reader, Prometheus
+    // included, decodes as one stream: the store's part is compressed once per change and
+    // reused, and only the small per-scrape part is compressed on each request.
+    const [snapshot, own] = await Promise.all([deps.store.snapshot(), deps.registry.metrics()]);
+    chunks = snapshot.byteLength === 0 ? [] : [await snapshot.gzipped()];
+    chunks.push(await gzip(own, { level: zlib.Z_BEST_SPEED }));
+    res.setHeader('Content-Encoding', 'gzip');
+  } else {
+    chunks = await renderMetrics(deps.store, deps.registry);
+  }
+  res.setHeader('Content-Length', chunks.reduce((n, c) => n + c.length, 0));
+  if (req.method === 'HEAD') return void res.end();
+  res.writeHead(200);
+  res.socket?.cork();
+  for (const chunk of chunks) res.write(chunk);
+  res.end();
+  res.socket?.uncork();
+}
+
+function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((part) => {
+    const [coding, ...params] = part.trim().split(';');
+    if (coding?.trim().toLowerCase() !== 'gzip') return false;
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** `:9877`, `127.0.0.1:9877`, `[::1]:9877` → host (undefined: every interface) and port. */
+export function parseListenAddress(address: string): { host: string | undefined; port: number } | undefined {
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
+  if (!match) return undefined;
+  const port = Number(match[3]);
+  if (port > 65535) return undefined;
+  const host = match[1] ?? match[2];
+  return { host: host === '' ? undefined : host, port };
+}
+
+/** Starts an HTTP server on an address; rejects when it cannot listen (port in use). */
+export function listen(handler: (req: IncomingMessage, res: ServerResponse) => void, address: { host: string | undefined; port: number }): Promise<Server> {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 60_000 }, handler);
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

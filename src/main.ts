@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { FlagError, parseFlags, usage, type Flags } from './cli/flags.js';
+import { describePlan } from './cli/check.js';
+import { formatProblem, loadConfigFile, parseConfig, type LoadResult } from './config/load.js';
+import type { Config } from './config/config.js';
+import { fileTokenSource, staticTokenSource, type TokenSource } from './api/token.js';
+import { startSimulator, type Simulator } from './demo/simulator.js';
+import { demoConfigYaml } from './demo/config.js';
+import { createExporter } from './exporter/exporter.js';
+import { listen, parseListenAddress, renderMetrics } from './http/server.js';
+import { createLogger } from './log/logger.js';
+import { packageVersion } from './version.js';
+
+// Shutdown must finish within this; Kubernetes' default grace period is 30 s, ours 5 s.
+const SHUTDOWN_TIMEOUT_MS = 4_000;
+
+async function main(argv: readonly string[]): Promise<number> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(argv);
+  } catch (err) {
+    if (!(err instanceof FlagError)) throw err;
+    process.stderr.write(`flashback-exporter: error: ${err.message}\n\n${usage()}`);
+    return 1;
+  }
+  const version = packageVersion();
+  if (flags.help) return void process.stdout.write(usage()), 0;
+  if (flags.version) return void process.stdout.write(`flashback-exporter, version ${version} (node: ${process.version})\n`), 0;
+
+  const log = createLogger({ level: flags.logLevel, format: flags.logFormat });
+  const simulator = flags.demo ? await startSimulator() : undefined;
+  const loadConfig = (): Promise<LoadResult> =>
+    simulator ? Promise.resolve(parseConfig(demoConfigYaml(simulator.url), '<demo>')) : loadConfigFile(flags.configFile);
+
+  const loaded = await loadConfig();
+  if (!loaded.ok) {
+    process.stderr.write(`flashback-exporter: invalid configuration:\n${loaded.problems.map((p) => `  ${formatProblem(p)}\n`).join('')}`);
+    await simulator?.close();
+    return 1;
+  }
+  const sharding = { shard: flags.shard, totalShards: flags.totalShards };
+  if (flags.configCheck) {
+    process.stdout.write(describePlan(loaded.config, simulator ? '<demo>' : flags.configFile, sharding));
+    await simulator?.close();
+    return 0;
+  }
+
+  const address = parseListenAddress(flags.listenAddress);
+  if (address === undefined && !flags.once) {
+    process.stderr.write(`flashback-exporter: error: invalid value "${flags.listenAddress}" for flag --web.listen-address: want host:port\n\n${usage()}`);
+    return 1;
+  }
+
+  let exporter;
+  try {
+    exporter = await createExporter({
+      config: loaded.config,
+      log,
+      version,
+      loadConfig,
+      tokenSource: (api) => tokenSource(api, simulator, log),
+      sharding,
+      telemetryPath: flags.telemetryPath,
+      enableLifecycle: flags.enableLifecycle,
+      processMetrics: !flags.once,
+    });
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start');
+    await simulator?.close();
+    return 1;
+  }
+
+  if (flags.once) {
+    const ok = await exporter.pollOnce();
+    const chunks = await renderMetrics(exporter.store, exporter.telemetry.registry);
+    await new Promise<void>((resolve) => process.stdout.write(Buffer.concat(chunks), () => resolve()));
+    await exporter.stop();
+    await simulator?.close();
+    return ok ? 0 : 1;
+  }
+
+  let server: Server;
+  try {
+    server = await listen(exporter.handler, address!);
+  } catch (err) {
+    log.error({ err: (err as Error).message, address: flags.listenAddress }, 'cannot listen');
+    await exporter.stop();
+    await simulator?.close();
+    return 1;
+  }
+  log.info({ address: flags.listenAddress, telemetry_path: flags.telemetryPath, version, demo: flags.demo, simulator: simulator?.url }, 'listening');
+  await exporter.start();
+
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP received, reloading the configuration');
+    void exporter.reload();
+  });
+  return new Promise<number>((resolve) => {
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'shutting down');
+      // Whatever hangs (a stuck request, a slow client), the process still ends in time.
+      setTimeout(() => {
+        log.warn('shutdown took too long; exiting anyway');
+        resolve(0);
+      }, SHUTDOWN_TIMEOUT_MS).unref();
+      server.close();
+      server.closeAllConnections();
+      Promise.all([exporter.stop(), simulator?.close()]).then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err: (err as Error).message }, 'error during shutdown');
+          resolve(0);
+        },
+      );
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+}
+
+/** The token for an api section: the demo's own, the token file, or FLASHBACK_TOKEN. */
+async function tokenSource(api: Config['api'], simulator: Simulator | undefined, log: Logger): Promise<TokenSource> {
+  if (simulator) return staticTokenSource(simulator.token);
+  if (api.tokenFile !== undefined) {
+    try {
+      return await fileTokenSource(api.tokenFile, (err) => log.warn({ err: err.message, token_file: api.tokenFile }, 'cannot read api.tokenFile; keeping the last token'));
+    } catch (err) {
+      throw new Error(`cannot read api.tokenFile: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const env = process.env.FLASHBACK_TOKEN?.trim();
+  if (env) return staticTokenSource(env);
+  throw new Error('no API token: set api.tokenFile in the configuration or the FLASHBACK_TOKEN environment variable');
+}
+
+process.on('unhandledRejection', (reason) => {
+  // A bug, not an upstream failure: report it loudly but keep serving the last good data.
+  process.stderr.write(`${JSON.stringify({ level: 'error', time: new Date().toISOString(), msg: 'unhandled rejection', err: String((reason as Error)?.stack ?? reason) })}\n`);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`flashback-exporter: fatal: ${(err as Error)?.message ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
