@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { FlagError, parseFlags, usage, type Flags } from './cli/flags.js';
 import { describePlan } from './cli/check.js';
@@ -8,7 +9,7 @@ import type { Config } from './config/config.js';
 import { fileTokenSource, staticTokenSource, type TokenSource } from './api/token.js';
 import { startSimulator, type Simulator } from './demo/simulator.js';
 import { demoConfigYaml } from './demo/config.js';
-import { createExporter } from './exporter/exporter.js';
+import { createExporter, type Exporter } from './exporter/exporter.js';
 import { listen, parseListenAddress, renderMetrics } from './http/server.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './version.js';
@@ -28,32 +29,52 @@ async function main(argv: readonly string[]): Promise<number> {
   const version = packageVersion();
   if (flags.help) return void process.stdout.write(usage()), 0;
   if (flags.version) return void process.stdout.write(`flashback-exporter, version ${version} (node: ${process.version})\n`), 0;
+  const address = parseListenAddress(flags.listenAddress);
+  if (address === undefined) {
+    process.stderr.write(`flashback-exporter: error: invalid value "${flags.listenAddress}" for flag --web.listen-address: want host:port\n\n${usage()}`);
+    return 1;
+  }
 
+  // From here on a signal ends the process cleanly, whatever stage startup has reached.
+  const stopping = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
   const log = createLogger({ level: flags.logLevel, format: flags.logFormat });
+  // SIGHUP's default action ends the process; until there is a config to reload, ignore it.
+  const ignoreHup = () => log.warn('SIGHUP received before startup finished; ignored');
+  process.on('SIGHUP', ignoreHup);
   const simulator = flags.demo ? await startSimulator() : undefined;
+  try {
+    return await run(flags, address, version, log, simulator, stopping, () => process.off('SIGHUP', ignoreHup));
+  } finally {
+    await simulator?.close();
+  }
+}
+
+async function run(
+  flags: Flags,
+  address: { host: string | undefined; port: number },
+  version: string,
+  log: Logger,
+  simulator: Simulator | undefined,
+  stopping: Promise<string>,
+  startupDone: () => void,
+): Promise<number> {
   const loadConfig = (): Promise<LoadResult> =>
     simulator ? Promise.resolve(parseConfig(demoConfigYaml(simulator.url), '<demo>')) : loadConfigFile(flags.configFile);
-
   const loaded = await loadConfig();
   if (!loaded.ok) {
     process.stderr.write(`flashback-exporter: invalid configuration:\n${loaded.problems.map((p) => `  ${formatProblem(p)}\n`).join('')}`);
-    await simulator?.close();
     return 1;
   }
   const sharding = { shard: flags.shard, totalShards: flags.totalShards };
   if (flags.configCheck) {
     process.stdout.write(describePlan(loaded.config, simulator ? '<demo>' : flags.configFile, sharding));
-    await simulator?.close();
     return 0;
   }
 
-  const address = parseListenAddress(flags.listenAddress);
-  if (address === undefined && !flags.once) {
-    process.stderr.write(`flashback-exporter: error: invalid value "${flags.listenAddress}" for flag --web.listen-address: want host:port\n\n${usage()}`);
-    return 1;
-  }
-
-  let exporter;
+  let exporter: Exporter;
   try {
     exporter = await createExporter({
       config: loaded.config,
@@ -68,56 +89,46 @@ async function main(argv: readonly string[]): Promise<number> {
     });
   } catch (err) {
     log.error({ err: (err as Error).message }, 'cannot start');
-    await simulator?.close();
     return 1;
   }
 
   if (flags.once) {
-    const ok = await exporter.pollOnce();
+    const ok = await Promise.race([exporter.pollOnce(), stopping.then(() => false)]);
     const chunks = await renderMetrics(exporter.store, exporter.telemetry.registry);
     await new Promise<void>((resolve) => process.stdout.write(Buffer.concat(chunks), () => resolve()));
     await exporter.stop();
-    await simulator?.close();
     return ok ? 0 : 1;
   }
-
-  let server: Server;
-  try {
-    server = await listen(exporter.handler, address!);
-  } catch (err) {
-    log.error({ err: (err as Error).message, address: flags.listenAddress }, 'cannot listen');
-    await exporter.stop();
-    await simulator?.close();
-    return 1;
-  }
-  log.info({ address: flags.listenAddress, telemetry_path: flags.telemetryPath, version, demo: flags.demo, simulator: simulator?.url }, 'listening');
-  await exporter.start();
 
   process.on('SIGHUP', () => {
     log.info('SIGHUP received, reloading the configuration');
     void exporter.reload();
   });
-  return new Promise<number>((resolve) => {
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'shutting down');
-      // Whatever hangs (a stuck request, a slow client), the process still ends in time.
-      setTimeout(() => {
-        log.warn('shutdown took too long; exiting anyway');
-        resolve(0);
-      }, SHUTDOWN_TIMEOUT_MS).unref();
-      server.close();
-      server.closeAllConnections();
-      Promise.all([exporter.stop(), simulator?.close()]).then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err: (err as Error).message }, 'error during shutdown');
-          resolve(0);
-        },
-      );
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
-  });
+  startupDone();
+
+  let server: Server;
+  try {
+    server = await listen(exporter.handler, address);
+  } catch (err) {
+    log.error({ err: (err as Error).message, address: flags.listenAddress }, 'cannot listen');
+    await exporter.stop();
+    return 1;
+  }
+  const bound = server.address() as AddressInfo;
+  log.info({ address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`, telemetry_path: flags.telemetryPath, version, demo: flags.demo }, 'listening');
+  await exporter.start();
+
+  log.info({ signal: await stopping }, 'shutting down');
+  // Whatever hangs (a stuck request, a slow client), the process still ends in time.
+  const deadline = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_TIMEOUT_MS).unref());
+  server.close();
+  server.closeAllConnections();
+  const stopped = exporter.stop().then(
+    () => true,
+    (err: unknown) => log.error({ err: (err as Error).message }, 'error during shutdown'),
+  );
+  if ((await Promise.race([stopped, deadline])) !== true) log.warn('shutdown did not finish in time; exiting anyway');
+  return 0;
 }
 
 /** The token for an api section: the demo's own, the token file, or FLASHBACK_TOKEN. */

@@ -7,9 +7,13 @@ export function runsPerHour(schedule: string, from = new Date()): number {
   const task = createTask(schedule, () => {});
   try {
     const end = from.getTime() + 86_400_000;
-    // At most one run a second: 86 400 a day bounds the walk.
-    const runs = task.getNextRuns(86_401).filter((d) => d.getTime() <= end).length;
-    return runs / 24;
+    // Ask for more runs until one falls past the day: at most twice the work needed.
+    for (let count = 64; ; count *= 2) {
+      const runs = task.getNextRuns(count);
+      if (runs.length < count || runs[runs.length - 1]!.getTime() > end) {
+        return runs.filter((d) => d.getTime() <= end).length / 24;
+      }
+    }
   } finally {
     void task.destroy();
   }

@@ -100,7 +100,7 @@ function checkSeriesBudget(config: Config): string | undefined {
   const largest = perTarget
     .sort((a, b) => b.series - a.series)
     .slice(0, 3)
-    .map((t) => `${t.name} (${t.units} units, ${t.series} series)`)
+    .map((t) => `${t.name} (${t.units} unit${t.units === 1 ? '' : 's'}, ${t.series} series)`)
     .join(', ');
   return `the targets' filter matrices imply ${total} series, more than the limit of ${config.limits.maxSeries}; largest: ${largest}`;
 }

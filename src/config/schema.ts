@@ -45,10 +45,10 @@ const cronExpression = z
   });
 
 const size = z
-  .union([z.int().nonnegative(), z.string().regex(new RegExp(SIZE_PATTERN))], {
+  .union([z.int().nonnegative(), z.string().meta({ pattern: SIZE_PATTERN })], {
     error: expect('must be a byte count or a size like 512KiB or 8MiB'),
   })
-  .refine((v) => (parseSize(v) ?? 0) > 0, { error: 'must be greater than zero' });
+  .refine((v) => (parseSize(v) ?? 0) > 0, { error: 'must be a byte count or a size like 512KiB or 8MiB, greater than zero' });
 
 const nonEmptyString = (what: string) =>
   z.string({ error: expect(`must be ${what}`) }).min(1, { error: 'must not be empty' });
@@ -102,7 +102,8 @@ const target = z
   })
   .superRefine(
     (t, ctx) => {
-      if ((t?.scope === 'workspace' || t?.scope === 'repo') && t.id === undefined) {
+      if (t === null || typeof t !== 'object') return;
+      if ((t.scope === 'workspace' || t?.scope === 'repo') && t.id === undefined) {
         ctx.addIssue({ code: 'custom', path: ['id'], message: `is required when scope is ${t.scope}` });
       }
     },
@@ -157,6 +158,7 @@ export const ConfigSchema = z
       .min(1, { error: 'must list at least one target' })
       .superRefine(
         (targets, ctx) => {
+          if (!Array.isArray(targets)) return;
           const seen = new Map<unknown, number>();
           targets.forEach((t, i) => {
             if (typeof t?.name !== 'string') return;
@@ -184,11 +186,12 @@ export const ConfigSchema = z
   .superRefine(
     (config, ctx) => {
       // A bucket longer than the window can never fill; the API would answer with one partial bucket.
+      if (config === null || typeof config !== 'object') return;
       const defaults = (config?.defaults ?? {}) as Partial<Record<string, unknown>>;
       (Array.isArray(config?.targets) ? config.targets : []).forEach((t, i) => {
         const window = t?.window ?? defaults.window ?? '24h';
         const bucket = t?.timeBucketSize ?? defaults.timeBucketSize ?? '1h';
-        if (typeof window !== 'string' || typeof bucket !== 'string') return;
+        if (t === null || typeof t !== 'object' || typeof window !== 'string' || typeof bucket !== 'string') return;
         const w = parseDuration(window);
         const b = parseDuration(bucket);
         if (w !== undefined && b !== undefined && b > w) {

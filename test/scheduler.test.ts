@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeFlashback, type FakeRequest } from './support/fake-flashback.js';
+import { jsonFixture } from './support/fixtures.js';
+import { eventually, startExporter, type RunningExporter } from './support/exporter.js';
+
+let fake: FakeFlashback | undefined;
+let running: RunningExporter | undefined;
+
+afterEach(async () => {
+  await running?.close();
+  await fake?.close();
+  running = fake = undefined;
+});
+
+const YEARLY = '0 0 0 1 1 *';
+const EVERY_SECOND = '* * * * * *';
+
+function config(url: string, schedule: string, extra = '', targets = 'model: [m1, m2, m3]') {
+  return `
+api:
+  baseUrl: ${url}
+  retries: 0
+${extra}
+defaults:
+  schedule: "${schedule}"
+targets:
+  - name: t
+    scope: org
+    filters:
+      ${targets}
+`;
+}
+
+const count = (requests: FakeRequest[], model: string) => requests.filter((r) => r.query.model === model).length;
+
+describe('scheduler', () => {
+  it('polls every unit once right at start, before any tick', async () => {
+    fake = await FakeFlashback.start(() => ({ body: jsonFixture('api/ok.json') }));
+    running = await startExporter(config(fake.url, YEARLY));
+    await eventually(() => running!.exporter.store.ready);
+    expect(fake.requests.map((r) => r.query.model).sort()).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it('polls again on every tick of the cron schedule', async () => {
+    fake = await FakeFlashback.start(() => ({ body: jsonFixture('api/ok.json') }));
+    running = await startExporter(config(fake.url, EVERY_SECOND));
+    await eventually(() => ['m1', 'm2', 'm3'].every((m) => count(fake!.requests, m) >= 3), 10_000, 'three polls of each unit');
+  });
+
+  it('never polls a unit again while its previous poll is still running', async () => {
+    const inFlight = new Map<string, number>();
+    let overlap = false;
+    fake = await FakeFlashback.start(async (req) => {
+      const model = req.query.model!;
+      inFlight.set(model, (inFlight.get(model) ?? 0) + 1);
+      if (inFlight.get(model)! > 1) overlap = true;
+      // m1 answers slower than the schedule; the others keep up.
+      await new Promise((r) => setTimeout(r, model === 'm1' ? 2_500 : 10));
+      inFlight.set(model, inFlight.get(model)! - 1);
+      return { body: jsonFixture('api/ok.json') };
+    });
+    running = await startExporter(config(fake.url, EVERY_SECOND, '  timeout: 10s'));
+    await eventually(() => count(fake!.requests, 'm2') >= 4, 10_000, 'four polls of the fast unit');
+    expect(overlap).toBe(false);
+    expect(count(fake.requests, 'm1')).toBeLessThan(count(fake.requests, 'm2'));
+    expect(running.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('skipped'))).toBe(true);
+  });
+
+  it('keeps requests in flight within api.concurrency across all targets', async () => {
+    fake = await FakeFlashback.start(() => ({ body: jsonFixture('api/ok.json'), delayMs: 50 }));
+    running = await startExporter(config(fake.url, YEARLY, '  concurrency: 3', 'model: [m1, m2, m3, m4, m5, m6, m7, m8]\n      userId: [u1, u2]'));
+    await eventually(() => running!.exporter.store.ready);
+    expect(fake.requests).toHaveLength(16);
+    expect(fake.maxConcurrent).toBe(3);
+  });
+
+  it('aborts polls in flight on stop without counting them as failures', async () => {
+    fake = await FakeFlashback.start(() => ({ hang: true }));
+    running = await startExporter(config(fake.url, YEARLY, '  timeout: 60s'));
+    await eventually(() => fake!.requests.length === 3);
+    const stopped = running.exporter.stop();
+    await expect(stopped).resolves.toBeUndefined();
+    const body = await (await fetch(`${running.url}/metrics`)).text();
+    expect(body).not.toMatch(/flashback_exporter_poll_errors_total/);
+    expect(body).not.toMatch(/flashback_exporter_target_up/);
+  });
+});

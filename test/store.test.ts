@@ -1,0 +1,234 @@
+import { gunzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Gauge, Counter, Registry } from 'prom-client';
+import { MetricStore, type PollSuccess, type UnitSpec } from '../src/store/store.js';
+import { sampleLines } from './support/exporter.js';
+
+function spec(name: string, extra: [string, string][] = [], staleAfterMs = 600_000): UnitSpec {
+  const unitLabels: [string, string][] = [['target', name], ['model', ''], ['user_id', ''], ['api_key_id', ''], ['ai_llm_id', '']];
+  return {
+    key: name,
+    id: name,
+    unitLabels,
+    dataLabels: [['target', name], ['scope', 'org'], ['scope_id', ''], ['window', '24h'], ['bucket_size', '1h'], ...unitLabels.slice(1), ...extra],
+    staleAfterMs,
+  };
+}
+
+function success(at: number, tokensIn: number, extra: Partial<PollSuccess> = {}): PollSuccess {
+  return {
+    at,
+    durationSeconds: 0.25,
+    bucket: { ts: 1704150000, fields: [['tokensIn', tokensIn], ['tokensOut', 7], ['requests', 3]] },
+    summary: [['p50', 10], ['p90', 20]],
+    ...extra,
+  };
+}
+
+async function text(store: MetricStore): Promise<string> {
+  return Buffer.concat((await store.snapshot()).chunks).toString();
+}
+
+describe('metric store', () => {
+  it('replaces a unit\'s data series when a new poll lands', async () => {
+    const store = new MetricStore({ now: () => 1_000 });
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(1_000, 100));
+    store.recordSuccess('a', success(1_000, 250));
+    const out = await text(store);
+    expect(out.match(/^flashback_private_chat_input_tokens\{.*\} (\d+)$/gm)).toEqual([expect.stringMatching(/ 250$/)]);
+  });
+
+  it('keeps the last good values after a failed poll, with target_up 0 and the reason counted', async () => {
+    const store = new MetricStore({ now: () => 2_000 });
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(1_000, 100));
+    store.recordFailure('a', { at: 2_000, durationSeconds: 1, reason: 'timeout', message: 'slow' });
+    store.recordFailure('a', { at: 2_000, durationSeconds: 1, reason: 'timeout', message: 'slow' });
+    store.recordFailure('a', { at: 2_000, durationSeconds: 1, reason: 'http_5xx', message: 'HTTP 502' });
+    const out = await text(store);
+    expect(out).toMatch(/^flashback_private_chat_input_tokens\{target="a".*\} 100$/m);
+    expect(out).toMatch(/^flashback_exporter_target_up\{target="a".*\} 0$/m);
+    expect(out).toMatch(/^flashback_exporter_poll_errors_total\{target="a",.*,reason="timeout"\} 2$/m);
+    expect(out).toMatch(/^flashback_exporter_poll_errors_total\{target="a",.*,reason="http_5xx"\} 1$/m);
+    expect(out).toMatch(/^flashback_exporter_last_success_timestamp_seconds\{target="a".*\} 1$/m);
+  });
+
+  it('drops a unit\'s data series once it has not been refreshed for staleAfter, keeping its own series', async () => {
+    let now = 0;
+    const store = new MetricStore({ now: () => now });
+    store.setUnits([spec('a', [], 60_000), spec('b', [], 60_000)]);
+    store.recordSuccess('a', success(0, 100));
+    store.recordSuccess('b', success(30_000, 200));
+    now = 59_999;
+    expect(await text(store)).toMatch(/input_tokens\{target="a"/);
+    now = 60_000;
+    const out = await text(store);
+    expect(out).not.toMatch(/flashback_private_chat_\w+\{target="a"/);
+    expect(out).toMatch(/input_tokens\{target="b"/);
+    expect(out).toMatch(/^flashback_exporter_target_up\{target="a".*\} 1$/m);
+    expect(store.statuses().find((u) => u.id === 'a')?.hasData).toBe(false);
+  });
+
+  it('publishes no data series for an empty series, and target_up 1', async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(Date.now(), 1, { bucket: undefined, summary: undefined }));
+    const out = await text(store);
+    expect(out).not.toMatch(/flashback_private_chat_/);
+    expect(out).toMatch(/^flashback_exporter_target_up\{target="a".*\} 1$/m);
+  });
+
+  it('publishes extra numeric fields under their snake_case name and never a non-finite value', async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', {
+      ...success(Date.now(), 5),
+      bucket: { ts: 1, fields: [['tokensIn', 5], ['cachedTokens', 9], ['HTTPRetries', 2], ['input_tokens', 99], ['bad', Number.NaN], ['worse', Number.POSITIVE_INFINITY]] },
+      summary: [['p50', Number.NEGATIVE_INFINITY], ['max', 4]],
+    });
+    const out = await text(store);
+    expect(out).toMatch(/^flashback_private_chat_cached_tokens\{.*\} 9$/m);
+    expect(out).toMatch(/^flashback_private_chat_http_retries\{.*\} 2$/m);
+    // `input_tokens` would collide with tokensIn's metric: it is not published twice.
+    expect(out.match(/^flashback_private_chat_input_tokens\{/gm)).toHaveLength(1);
+    expect(out).not.toMatch(/NaN|Inf/);
+    expect(out).toMatch(/stat="max"\} 4$/m);
+    expect(out).not.toMatch(/stat="p50"/);
+  });
+
+  it('removes a unit\'s series at once when it leaves, and keeps the data of units that stay', async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a'), spec('b')]);
+    store.recordSuccess('a', success(Date.now(), 1));
+    store.recordSuccess('b', success(Date.now(), 2));
+    store.setUnits([spec('b'), spec('c')]);
+    const out = await text(store);
+    expect(out).not.toMatch(/target="a"/);
+    expect(out).toMatch(/input_tokens\{target="b".*\} 2$/m);
+    expect(out).not.toMatch(/target="c"/);
+    expect(store.ready).toBe(false);
+  });
+
+  it('is ready once every unit has finished a poll, whether it succeeded or failed', () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a'), spec('b')]);
+    expect(store.ready).toBe(false);
+    store.recordFailure('a', { at: 1, durationSeconds: 1, reason: 'network', message: 'refused' });
+    expect(store.ready).toBe(false);
+    store.recordSuccess('b', success(1, 1));
+    expect(store.ready).toBe(true);
+  });
+
+  it('serves the same snapshot until something changes', async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(Date.now(), 1));
+    const first = await store.snapshot();
+    expect(await store.snapshot()).toBe(first);
+    store.recordSuccess('a', success(Date.now(), 2));
+    expect(await store.snapshot()).not.toBe(first);
+  });
+
+  it('compresses each snapshot once, to the same bytes', async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(Date.now(), 1));
+    const snapshot = await store.snapshot();
+    const zipped = await snapshot.gzipped();
+    expect(await snapshot.gzipped()).toBe(zipped);
+    expect(gunzipSync(zipped).equals(Buffer.concat(snapshot.chunks))).toBe(true);
+  });
+});
+
+describe('pre-rendered output against prom-client', () => {
+  it('writes byte-for-byte the sample lines prom-client writes for the same data, escaping included', async () => {
+    const nasty = ['plain', 'with "quotes"', 'back\\slash', 'new\nline', 'ünïcødé ✓', 'trailing\\'];
+    const store = new MetricStore({ now: () => 0 });
+    const registry = new Registry();
+    const names = ['target', 'scope', 'scope_id', 'window', 'bucket_size', 'model', 'user_id', 'api_key_id', 'ai_llm_id', 'team'];
+    const input = new Gauge({ name: 'flashback_private_chat_input_tokens', help: 'h', labelNames: names, registers: [registry] });
+    const stat = new Gauge({ name: 'flashback_private_chat_window_stat', help: 'h', labelNames: [...names, 'stat'], registers: [registry] });
+    const up = new Gauge({ name: 'flashback_exporter_target_up', help: 'h', labelNames: ['target', 'model', 'user_id', 'api_key_id', 'ai_llm_id'], registers: [registry] });
+    const errors = new Counter({ name: 'flashback_exporter_poll_errors_total', help: 'h', labelNames: ['target', 'model', 'user_id', 'api_key_id', 'ai_llm_id', 'reason'], registers: [registry] });
+
+    const specs = nasty.map((value, i) => spec(`t${i}`, [['team', value]]));
+    store.setUnits(specs);
+    specs.forEach((s, i) => {
+      const values = [12345 + i, 0.5 * i, 1e21 + i];
+      store.recordSuccess(s.key, { at: 0, durationSeconds: 0, bucket: { ts: 1, fields: [['tokensIn', values[0]!]] }, summary: [[nasty[i]!, values[1]!], ['big', values[2]!]] });
+      store.recordFailure(s.key, { at: 0, durationSeconds: 0, reason: 'timeout', message: '' });
+      const labels = Object.fromEntries(s.dataLabels);
+      input.set(labels, values[0]!);
+      stat.set({ ...labels, stat: nasty[i]! }, values[1]!);
+      stat.set({ ...labels, stat: 'big' }, values[2]!);
+      up.set(Object.fromEntries(s.unitLabels), 0);
+      errors.inc({ ...Object.fromEntries(s.unitLabels), reason: 'timeout' });
+    });
+
+    const ours = sampleLines(await text(store)).filter((l) => /^(flashback_private_chat_input_tokens|flashback_private_chat_window_stat|flashback_exporter_target_up|flashback_exporter_poll_errors_total)\{/.test(l));
+    expect(ours).toHaveLength(nasty.length * 5);
+    expect(ours).toEqual(sampleLines(await registry.metrics()));
+  });
+});
+
+describe('store blocks under arbitrary changes', () => {
+  // A reference model: what each unit should currently publish, rendered the simple way.
+  type Op = { kind: 'set'; keys: number[] } | { kind: 'ok'; key: number; value: number } | { kind: 'fail'; key: number } | { kind: 'empty'; key: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('set' as const), keys: fc.uniqueArray(fc.integer({ min: 0, max: 400 }), { maxLength: 300 }) }),
+    fc.record({ kind: fc.constant('ok' as const), key: fc.integer({ min: 0, max: 400 }), value: fc.integer({ min: 0, max: 1e9 }) }),
+    fc.record({ kind: fc.constant('fail' as const), key: fc.integer({ min: 0, max: 400 }) }),
+    fc.record({ kind: fc.constant('empty' as const), key: fc.integer({ min: 0, max: 400 }) }),
+  );
+
+  it('always publishes exactly the series of the current units, each family in one group', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+        const store = new MetricStore({ now: () => 0 });
+        const model = new Map<number, { value?: number; up?: number; errors: number }>();
+        for (const o of ops) {
+          if (o.kind === 'set') {
+            store.setUnits(o.keys.map((k) => spec(`u${k}`)));
+            for (const k of [...model.keys()]) if (!o.keys.includes(k)) model.delete(k);
+            for (const k of o.keys) if (!model.has(k)) model.set(k, { errors: 0 });
+          } else if (model.has(o.key)) {
+            const m = model.get(o.key)!;
+            if (o.kind === 'ok') {
+              store.recordSuccess(`u${o.key}`, { at: 0, durationSeconds: 0, bucket: { ts: 1, fields: [['tokensIn', o.value]] }, summary: undefined });
+              Object.assign(m, { value: o.value, up: 1 });
+            } else if (o.kind === 'empty') {
+              store.recordSuccess(`u${o.key}`, { at: 0, durationSeconds: 0, bucket: undefined, summary: undefined });
+              Object.assign(m, { value: undefined, up: 1 });
+            } else {
+              store.recordFailure(`u${o.key}`, { at: 0, durationSeconds: 0, reason: 'network', message: '' });
+              Object.assign(m, { up: 0, errors: m.errors + 1 });
+            }
+          }
+          // Snapshot now and then, so later changes land on blocks that were already built.
+          if (o.kind !== 'set') await store.snapshot();
+        }
+        const out = await text(store);
+        const names = out.split('\n').filter((l) => l.startsWith('# TYPE ')).map((l) => l.split(' ')[2]);
+        expect(new Set(names).size).toBe(names.length);
+        let current = '';
+        for (const line of out.split('\n')) {
+          if (line.startsWith('# TYPE ')) current = line.split(' ')[2]!;
+          else if (line !== '' && !line.startsWith('#')) expect(line.startsWith(`${current}{`)).toBe(true);
+        }
+        const got = sampleLines(out).filter((l) => !l.startsWith('flashback_exporter_poll_duration_seconds') && !l.startsWith('flashback_exporter_last_success'));
+        const want: string[] = [];
+        for (const [k, m] of model) {
+          const unit = `target="u${k}",model="",user_id="",api_key_id="",ai_llm_id=""`;
+          if (m.value !== undefined) want.push(`flashback_private_chat_input_tokens{target="u${k}",scope="org",scope_id="",window="24h",bucket_size="1h",model="",user_id="",api_key_id="",ai_llm_id=""} ${m.value}`);
+          if (m.value !== undefined) want.push(`flashback_private_chat_bucket_timestamp_seconds{target="u${k}",scope="org",scope_id="",window="24h",bucket_size="1h",model="",user_id="",api_key_id="",ai_llm_id=""} 1`);
+          if (m.up !== undefined) want.push(`flashback_exporter_target_up{${unit}} ${m.up}`);
+          if (m.errors > 0) want.push(`flashback_exporter_poll_errors_total{${unit},reason="network"} ${m.errors}`);
+        }
+        expect(got).toEqual(want.sort());
+      }),
+      { numRuns: 150 },
+    );
+  });
+});
