@@ -1,4 +1,4 @@
-import { copyFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bcrypt from 'bcryptjs';
@@ -91,6 +91,16 @@ describe('web config validation', () => {
       ecdhCurve: 'X25519:P-256',
       honorCipherOrder: false,
     });
+  });
+
+  it('accepts the example in docs/web-config.md', async () => {
+    const doc = readFileSync(new URL('../docs/web-config.md', import.meta.url), 'utf8');
+    const example = /## Example\n\n```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example).toContain('tls_server_config:');
+    writeFileSync(pki.path('doc-example.yml'), example!);
+    const result = await loadWebConfig(pki.path('doc-example.yml'));
+    expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
+    expect(result.ok && [result.config.tls !== undefined, [...result.config.users.keys()], [...result.config.authExcludedPaths]]).toEqual([true, ['prometheus'], ['/-/healthy', '/-/ready']]);
   });
 
   it('reports a missing web config file by its path', async () => {

@@ -270,6 +270,25 @@ describe('basic auth', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('close() ends kept-alive HTTPS connections at once and frees the port', async () => {
+    const { log } = capturedLogger();
+    writeFileSync(pki.path('shutdown.yml'), TLS);
+    const config = await loadWebConfig(pki.path('shutdown.yml'));
+    expect(config.ok).toBe(true);
+    const server = await startWebServer({ handler: running.exporter.handler, address: { host: '127.0.0.1', port: 0 }, log, webConfig: config.ok ? config.config : undefined });
+    const url = `https://127.0.0.1:${server.address.port}`;
+    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: pki.read('ca.crt') });
+    expect((await get(url, { ...trusted(), agent })).status).toBe(200);
+    const socket = Object.values(agent.freeSockets).flat()[0]!;
+    const socketClosed = new Promise((resolve) => socket.once('close', resolve));
+    await server.close();
+    await socketClosed;
+    await fails(get(url, trusted()));
+    agent.destroy();
+  });
+});
+
 describe('headers', () => {
   it('adds the configured headers to every answer: 200, 401 and 404', async () => {
     const { url } = await serve(tlsWith(`${fixture('web/valid/headers.yml')}basic_auth_users:\n  prometheus: '${HTPASSWD_HASH}'\n`));
@@ -307,6 +326,7 @@ describe('rotation without restart', () => {
     // A new connection per request, but TLS sessions cached and offered for resumption.
     const resuming = new HttpsAgent({ keepAlive: false, maxCachedSessions: 10, ca: pki.read('ca.crt') });
     expect((await get(url, { ...trusted(), agent: resuming })).status).toBe(200);
+    expect((await get(url, { ...trusted(), agent: resuming })).resumed).toBe(true);
     rewrite(tlsWith('  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n'));
     await fails(get(url, { ...trusted(), agent: resuming }));
     await fails(get(url, trusted()));

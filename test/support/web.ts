@@ -16,6 +16,8 @@ export interface Answer {
   readonly cipher: string | undefined;
   /** The common name of the certificate the server presented. */
   readonly serverCN: string | undefined;
+  /** Whether the TLS session was resumed from an earlier connection. */
+  readonly resumed: boolean | undefined;
 }
 
 export interface ClientOptions {
@@ -61,6 +63,7 @@ export function get(base: string, options: ClientOptions = {}): Promise<Answer> 
         protocol: secure ? (socket.getProtocol() ?? undefined) : undefined,
         cipher: secure ? socket.getCipher()?.standardName : undefined,
         serverCN: secure ? (socket.getPeerCertificate().subject?.CN as string | undefined) : undefined,
+        resumed: secure ? socket.isSessionReused() : undefined,
       };
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
