@@ -26,6 +26,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return z.core.toDotPath(path as PropertyKey[]);
 }
 
+/** Keys and list indexes from the document root, as zod reports them. */
 export type YamlPath = readonly (string | number)[];
 
 /** Where things are in the validated text, for problems found after the schema passed. */
@@ -36,8 +37,10 @@ export interface YamlLocator {
   problemAtValue(path: YamlPath, message: string): ConfigProblem;
 }
 
+/** The validated data with a locator for later problems, or every problem found. */
 export type YamlResult<T> = { ok: true; data: T; locate: YamlLocator } | { ok: false; problems: ConfigProblem[] };
 
+/** How validateYaml treats what differs between files. */
 export interface ValidateYamlOptions<I> {
   /**
    * What an empty document means: a message makes it a problem; a function gives the

@@ -43,6 +43,7 @@ export function parseBasicAuth(header: string | undefined): { user: string; pass
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
 }
 
+/** Tuning for BasicAuthenticator; the defaults are the toolkit's. */
 export interface BasicAuthOptions {
   /** Outcomes remembered; the toolkit keeps 100. */
   readonly cacheSize?: number;

@@ -14,6 +14,7 @@ import { BCRYPT_HASH_RE, dummyHashFor } from './basic-auth.js';
 
 /** How the server treats client certificates; the names of Go's tls.ClientAuthType. */
 export const CLIENT_AUTH_TYPES = ['NoClientCert', 'RequestClientCert', 'RequireAnyClientCert', 'VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'] as const;
+/** One of CLIENT_AUTH_TYPES; the toolkit's old alias RequireClientCert is mapped on load. */
 export type ClientAuthType = (typeof CLIENT_AUTH_TYPES)[number];
 
 const TLS_VERSIONS: Record<string, SecureVersion> = { TLS10: 'TLSv1', TLS11: 'TLSv1.1', TLS12: 'TLSv1.2', TLS13: 'TLSv1.3' };
@@ -136,6 +137,7 @@ export interface FileStamp {
   readonly stamp: string;
 }
 
+/** A usable config, or every problem found, with the files read so a retry waits for a change. */
 export type WebConfigResult = { ok: true; config: WebConfig } | { ok: false; problems: ConfigProblem[]; stamps: readonly FileStamp[] };
 
 /** The stamp of a file now; missing files have one too, so their appearance is noticed. */

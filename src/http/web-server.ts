@@ -16,6 +16,7 @@ const SERVER_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 60_000 };
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const WARN_EXPIRY_MS = 7 * 86_400_000;
 
+/** What startWebServer needs; the logger and clock are passed in, as everywhere. */
 export interface WebServerOptions {
   readonly handler: Handler;
   readonly address: { host: string | undefined; port: number };
@@ -112,7 +113,8 @@ export async function startWebServer(options: WebServerOptions): Promise<WebServ
   // as Prometheus usually does, send no server name, so it is never called.)
   const sockets = new Set<Socket>();
   const front = createNetServer({ pauseOnConnect: true }, (socket: Socket) => {
-    // Tracked here too: once wrapped, a raw socket may never emit 'close' to the front server.
+    // Tracked so close() also ends the sockets still waiting for the config check, which the
+    // HTTPS server has not seen yet and so cannot close.
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     const early = () => socket.destroy();
