@@ -133,14 +133,25 @@ beforeAll(async () => {
   }
   await waitFor('Prometheus to be ready', async () => (assertRunning(), (await httpStatus(`${prom.base}/-/ready`)) === 200), 30_000, describeChildren);
 
-  // Data, recordings, and counters with two samples in range, so rate() has something to say.
+  // Data and recordings from both exporters, and their counters with two samples in range so
+  // that rate() has something to say; then every panel with data, or the tests would race them.
   const firstData = [
-    'flashback_private_chat_input_tokens',
+    'count(count by (instance) (flashback_exporter_build_info)) == 2',
     'unit:flashback_private_chat_tokens:avg3h',
-    'rate(flashback_exporter_api_requests_total[1m])',
+    'count(count by (instance) (rate(flashback_exporter_api_requests_total[1m]))) == 2',
     'rate(flashback_exporter_poll_errors_total{reason="rate_limited"}[1m])',
   ];
   for (const expr of firstData) await waitFor(`${expr} in Prometheus`, () => nonEmpty(expr), 45_000, describeChildren);
+  let pending: (string | undefined)[] = [];
+  await waitFor(
+    'every panel query to return data',
+    async () => {
+      pending = await Promise.all(panelQueries.map((q) => panelProblem(q, all)));
+      return pending.every((p) => p === undefined);
+    },
+    30_000,
+    () => pending.filter(Boolean).join('\n'),
+  );
 }, 120_000);
 
 afterAll(async () => {
