@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { PROMTOOL_HINT, repoPath, requireTool, run } from './lib/tools.js';
+import { PROMTOOL_HINT, repoPath, requireTool, run } from '../support/tools.js';
 
 const COMPOSE = repoPath('deploy/compose.yaml');
 const composeDir = dirname(COMPOSE);

@@ -2,7 +2,7 @@
 // scripts/container-smoke.sh (CI runs it separately: it takes a while and needs root).
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { repoPath } from './lib/tools.js';
+import { repoPath } from '../support/tools.js';
 
 interface Instruction {
   op: string;

@@ -14,7 +14,7 @@ import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import { loadRuleGroups, RULES_FILE } from './lib/rules.js';
-import { repoPath, run } from './lib/tools.js';
+import { repoPath, run } from '../support/tools.js';
 
 const DIR = repoPath('deploy/kubernetes');
 

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interpolate, loadDashboard, parseLabelValues, queryPanels, variableQuery, type Selection } from './lib/grafana.js';
-import { ensureBuilt, freePort, httpStatus, PrometheusClient, startChild, waitFor, type Child } from './lib/live.js';
+import { ensureBuilt, freePort, httpStatus, PrometheusClient, startChild, waitFor, type Child } from '../support/live.js';
 import { allRules, RULES_FILE } from './lib/rules.js';
-import { PROMTOOL_HINT, repoPath, requireTool, run } from './lib/tools.js';
+import { PROMTOOL_HINT, repoPath, requireTool, run } from '../support/tools.js';
 
 const dashboard = loadDashboard();
 const variables = dashboard.templating.list;

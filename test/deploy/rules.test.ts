@@ -6,7 +6,7 @@ import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { metricNames, syntaxProblems } from './lib/promql.js';
 import { allRules, loadRuleGroups, RULES_FILE, ruleTestFiles } from './lib/rules.js';
-import { PROMTOOL_HINT, requireTool, run } from './lib/tools.js';
+import { PROMTOOL_HINT, requireTool, run } from '../support/tools.js';
 
 const groups = loadRuleGroups();
 const rules = allRules(groups);

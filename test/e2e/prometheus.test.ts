@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeFlashback } from '../support/fake-flashback.js';
 import { jsonFixture } from '../support/fixtures.js';
 import { startExporter, type RunningExporter } from '../support/exporter.js';
-import { freePort, PrometheusClient, startChild, waitFor, type Child } from '../deploy/lib/live.js';
-import { PROMTOOL_HINT, requireTool } from '../deploy/lib/tools.js';
+import { freePort, PrometheusClient, startChild, waitFor, type Child } from '../support/live.js';
+import { PROMTOOL_HINT, requireTool } from '../support/tools.js';
 
 // Label values that exercise every escape of the text format, and text beyond ASCII.
 const TEAM = 'platform "core" \\ night\nshift ünïcode ✓';

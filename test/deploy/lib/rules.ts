@@ -1,7 +1,7 @@
 // The Prometheus rule files, parsed.
 import { readdirSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { repoPath } from './tools.js';
+import { repoPath } from '../../support/tools.js';
 
 export const RULES_FILE = repoPath('prometheus/flashback-exporter.rules.yml');
 export const RULE_TESTS_DIR = repoPath('prometheus/tests');

@@ -3,10 +3,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 export function repoPath(relative: string): string {
-  return fileURLToPath(new URL(relative, new URL('../../../', import.meta.url)));
+  return fileURLToPath(new URL(relative, new URL('../../', import.meta.url)));
 }
 
 export interface RunResult {
