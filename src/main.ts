@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { FlagError, parseFlags, usage, type Flags } from './cli/flags.js';
 import { describePlan } from './cli/check.js';
@@ -10,7 +8,9 @@ import { fileTokenSource, staticTokenSource, type TokenSource } from './api/toke
 import { startSimulator, type Simulator } from './demo/simulator.js';
 import { demoConfigYaml } from './demo/config.js';
 import { createExporter, type Exporter } from './exporter/exporter.js';
-import { listen, parseListenAddress, renderMetrics } from './http/server.js';
+import { parseListenAddress, renderMetrics } from './http/server.js';
+import { loadWebConfig, type WebConfig } from './http/web-config.js';
+import { startWebServer, type WebServer } from './http/web-server.js';
 import { createLogger } from './log/logger.js';
 import { packageVersion } from './version.js';
 
@@ -74,6 +74,18 @@ async function run(
     return 0;
   }
 
+  // Checked before anything starts, like the config: a server that would refuse every
+  // scrape, or serve without the TLS or auth the file asks for, must not start at all.
+  let webConfig: WebConfig | undefined;
+  if (flags.webConfigFile && !flags.once) {
+    const web = await loadWebConfig(flags.webConfigFile);
+    if (!web.ok) {
+      process.stderr.write(`flashback-exporter: invalid web configuration:\n${web.problems.map((p) => `  ${formatProblem(p)}\n`).join('')}`);
+      return 1;
+    }
+    webConfig = web.config;
+  }
+
   let exporter: Exporter;
   try {
     exporter = await createExporter({
@@ -106,23 +118,32 @@ async function run(
   });
   startupDone();
 
-  let server: Server;
+  let server: WebServer;
   try {
-    server = await listen(exporter.handler, address);
+    server = await startWebServer({ handler: exporter.handler, address, log, webConfig });
   } catch (err) {
     log.error({ err: (err as Error).message, address: flags.listenAddress }, 'cannot listen');
     await exporter.stop();
     return 1;
   }
-  const bound = server.address() as AddressInfo;
-  log.info({ address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`, telemetry_path: flags.telemetryPath, version, demo: flags.demo }, 'listening');
+  const bound = server.address;
+  log.info(
+    {
+      address: `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`,
+      tls: server.tls,
+      basic_auth: (webConfig?.users.size ?? 0) > 0,
+      telemetry_path: flags.telemetryPath,
+      version,
+      demo: flags.demo,
+    },
+    'listening',
+  );
   await exporter.start();
 
   log.info({ signal: await stopping }, 'shutting down');
   // Whatever hangs (a stuck request, a slow client), the process still ends in time.
   const deadline = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_TIMEOUT_MS).unref());
-  server.close();
-  server.closeAllConnections();
+  void server.close();
   const stopped = exporter.stop().then(
     () => true,
     (err: unknown) => log.error({ err: (err as Error).message }, 'error during shutdown'),

@@ -166,11 +166,24 @@ describe('API failure classification', () => {
     expect(err.reason).toBe('too_large');
   });
 
-  it('refuses a body whose Content-Length is over the limit before reading it', async () => {
+  it('refuses a body whose Content-Length is over the limit, and the abandoned body raises nothing', async () => {
     fake.respond(() => ({ body: 'x'.repeat(20_000) }));
     const err = await failure(client({ maxResponseBytes: 10_000 }).fetchStats({ scope: 'org', window: '24h' }));
     expect(err.reason).toBe('too_large');
     expect(err.message).toMatch(/20000 bytes/);
+    // An error event from the destroyed body would surface here as an uncaught exception.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  });
+
+  it('refuses a huge declared body without reading it', async () => {
+    fake.respond(() => ({ streamBytes: 50_000_000, headers: { 'content-length': '50000000' } }));
+    const err = await failure(client({ maxResponseBytes: 10_000 }).fetchStats({ scope: 'org', window: '24h' }));
+    expect(err.reason).toBe('too_large');
+    expect(err.message).toMatch(/50000000 bytes/);
+    // Give an unhandled error from the abandoned body a chance to surface and fail the run.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(fake.streamedBytes).toBeLessThan(10_000_000);
   });
 
   it('rejects with AbortedError, not a failure, when the caller aborts', async () => {

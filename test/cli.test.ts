@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,5 +212,15 @@ describe('--demo', () => {
     for (const target of ['acme', 'platform', 'checkout']) expect(body).toMatch(new RegExp(`^flashback_exporter_target_up\\{target="${target}",.*\\} 1$`, 'm'));
     expect(body).toMatch(/^flashback_private_chat_window_stat\{.*stat="p90"\} \d+/m);
     expect((await fetch(`${url}/-/ready`)).status).toBe(200);
+  });
+});
+
+describe('the README', () => {
+  it('shows the --config.check output that config.example.yaml really gives', async () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const sample = /\$ flashback-exporter --config.check --config.file=config.example.yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    const { stdout } = await runExporter(['--config.check', '--config.file=config.example.yaml']);
+    expect(sample).toBeDefined();
+    expect(stdout.trimEnd()).toBe(sample!.trimEnd());
   });
 });

@@ -146,7 +146,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
 async function readCapped(res: Dispatcher.ResponseData, max: number): Promise<Buffer> {
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > max) {
-    res.body.destroy();
+    discard(res.body);
     throw new FlashbackApiError('too_large', `response of ${declared} bytes exceeds api.maxResponseBytes (${max})`, { status: res.statusCode });
   }
   const chunks: Buffer[] = [];
@@ -154,12 +154,21 @@ async function readCapped(res: Dispatcher.ResponseData, max: number): Promise<Bu
   for await (const chunk of res.body) {
     size += (chunk as Buffer).length;
     if (size > max) {
-      res.body.destroy();
+      discard(res.body);
       throw new FlashbackApiError('too_large', `response exceeds api.maxResponseBytes (${max} bytes)`, { status: res.statusCode });
     }
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * Closes a body we will not read. Destroying an undici body emits an AbortError; without a
+ * listener that would be an uncaught exception, which must never take the process down.
+ */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {});
+  body.destroy();
 }
 
 function interpret(status: number, headers: Dispatcher.ResponseData['headers'], body: Buffer, now: number): StatsResponse {

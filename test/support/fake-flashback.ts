@@ -79,8 +79,8 @@ export class FakeFlashback {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  async #stream(res: ServerResponse, total: number): Promise<void> {
-    res.writeHead(200, { 'content-type': 'application/json' });
+  async #stream(res: ServerResponse, total: number, headers: Record<string, string> = {}): Promise<void> {
+    res.writeHead(200, { 'content-type': 'application/json', ...headers });
     const chunk = Buffer.from(`${'{"ts":1,"tokensIn":1,"tokensOut":1,"requests":1},'.repeat(1300)}`);
     res.write('{"success":true,"meta":{},"summary":{},"series":[');
     while (this.streamedBytes < total && !res.destroyed) {
@@ -96,7 +96,7 @@ export class FakeFlashback {
     if (reply.reset) return void res.socket?.destroy();
     const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
     const type = typeof reply.body === 'string' ? 'text/plain' : 'application/json';
-    if (reply.streamBytes !== undefined) return this.#stream(res, reply.streamBytes);
+    if (reply.streamBytes !== undefined) return this.#stream(res, reply.streamBytes, reply.headers);
     if (reply.stallBody) {
       res.writeHead(reply.status ?? 200, { 'content-type': type, 'content-length': String(Buffer.byteLength(body) + 100), ...reply.headers });
       res.write(body);

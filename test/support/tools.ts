@@ -1,0 +1,48 @@
+// Running the real tools (promtool, prometheus, the built exporter) from tests.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+export function repoPath(relative: string): string {
+  return fileURLToPath(new URL(relative, new URL('../../', import.meta.url)));
+}
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** The path of a command on PATH, or a failure that says how to get it. */
+export function requireTool(name: string, installHint: string): string {
+  const which = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
+  const path = which.stdout.trim();
+  if (which.status !== 0 || !path || !existsSync(path)) {
+    throw new Error(`${name} is not installed: ${installHint}`);
+  }
+  return path;
+}
+
+/** Run a command to completion, asynchronously so the worker stays responsive. */
+export function run(cmd: string, args: readonly string[], options: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: options.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export const PROMTOOL_HINT = 'apt-get install prometheus (Debian ships promtool with it)';
