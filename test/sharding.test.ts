@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { Service } from 'kubernetes-models/v1/Service';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { parseFlags, FlagError } from '../src/cli/flags.js';
 import { describePlan } from '../src/cli/check.js';
 import { parseConfig } from '../src/config/load.js';
@@ -80,6 +82,21 @@ targets:
 `;
 
 describe('the sharded StatefulSet', () => {
+  it('validates against the Kubernetes schemas', () => {
+    expect(() => new StatefulSet(statefulSet as never).validate()).not.toThrow();
+    expect(() => new Service(manifests.find((m) => m.kind === 'Service') as never).validate()).not.toThrow();
+  });
+
+  it('runs the container as locked down as the single-replica Deployment', () => {
+    const single = parseAllDocuments(readFileSync(new URL('../deployment.yaml', DIR), 'utf8'))[0]!.toJS() as Manifest;
+    const pod = (single.spec as unknown as { template: { spec: Record<string, unknown> & { containers: Record<string, unknown>[] } } }).template.spec;
+    const ours = spec.template.spec as unknown as Record<string, unknown>;
+    for (const key of ['securityContext', 'automountServiceAccountToken', 'enableServiceLinks', 'volumes']) expect(ours[key], key).toEqual(pod[key]);
+    const theirs = pod.containers[0]!;
+    const mine = container as unknown as Record<string, unknown>;
+    for (const key of ['image', 'securityContext', 'livenessProbe', 'readinessProbe', 'volumeMounts', 'ports']) expect(mine[key], key).toEqual(theirs[key]);
+  });
+
   it('is a StatefulSet with a headless governing Service that selects its pods', () => {
     expect(manifests.map((m) => m.kind).sort()).toEqual(['Service', 'StatefulSet']);
     const service = manifests.find((m) => m.kind === 'Service')!;
