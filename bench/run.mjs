@@ -28,7 +28,7 @@ const VARIANTS = { A: 'prom-client', B: 'exporter', C: 'static Buffer', B0: 'exp
 // Kubernetes variant sets them in NODE_OPTIONS. See docs/benchmarks.md.
 const TUNED = ['--max-semi-space-size=8', '--max-old-space-size=256'];
 // Each window lasts `ms`, with at least `min` scrapes per scraper (`minSlow` for prom-client).
-const BUDGET = QUICK ? { warmup: 1, min: 5, minSlow: 2, max: 200, ms: 150 } : { warmup: 3, min: 30, minSlow: 15, max: 3000, ms: 2000 };
+const BUDGET = QUICK ? { warmup: 1, min: 4, minSlow: 2, max: 200, ms: 120 } : { warmup: 3, min: 30, minSlow: 15, max: 3000, ms: 2000 };
 const GAP_MS = 10;
 // Poll rounds: units and api.concurrency. The 10k round is also where RSS is measured.
 // `ceiling`: also time a bare undici client making the same requests (see ceiling.mjs).
@@ -38,7 +38,7 @@ const POLL_RUNS = args.polls
   : QUICK
     ? [
         { units: 600, concurrency: 4, ceiling: true },
-        { units: 10_000, concurrency: 32, ceiling: false, nodeOptions: TUNED },
+        { units: 10_000, concurrency: 64, ceiling: false, nodeOptions: TUNED },
       ]
     : [
         { units: 2_000, concurrency: 4, ceiling: true },
