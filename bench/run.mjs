@@ -51,7 +51,7 @@ const TARGETS = { speedup: 10, vsStatic: 1.5, eldMaxMs: 10, heapRatio: 0.5, thro
 
 const here = new URL('.', import.meta.url);
 
-// The measured server gets CPU 0 to itself; this process (the scrapers) and the fake API share
+// The measured servers get CPU 0 (one is scraped at a time); this process (the scrapers) and the fake API share
 // CPU 1, as Prometheus and the Flashback API would run elsewhere. Needs taskset (util-linux).
 const PIN = args.pin && cpus().length >= 2 && hasTaskset();
 function hasTaskset() {
@@ -165,12 +165,11 @@ async function benchSize(size) {
   for (const variant of Object.keys(VARIANTS)) servers[variant] = spawnChild('server.mjs', [variant, size], { exposeGc: true });
   try {
     let series;
-    for (const [variant, server] of Object.entries(servers)) {
+    for (const server of Object.values(servers)) {
       const ready = await server.ready;
       server.port = ready.port;
       series = ready.series;
       pin(server.pid, 0);
-      void variant;
     }
     const rows = [];
     for (const gzip of [false, true]) {
