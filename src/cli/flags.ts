@@ -31,7 +31,7 @@ const SPEC = [
   { name: 'log.format', type: 'string', default: 'json', help: `Output format of log messages. One of: [${LOG_FORMATS.join(', ')}]` },
   { name: 'once', type: 'boolean', help: 'Poll every unit once, print the exposition text on stdout and exit; exits 1 if any poll failed.' },
   { name: 'demo', type: 'boolean', help: 'Run against a built-in simulator of the Flashback API with a built-in configuration.' },
-  { name: 'shard', type: 'string', default: '0', help: 'The shard of the poll units this replica polls, from 0 to --total-shards minus 1.' },
+  { name: 'shard', type: 'string', default: '0', help: 'The shard of the poll units this replica polls, from 0 to --total-shards minus 1; or a StatefulSet pod name, whose ordinal is the shard (--shard=$(POD_NAME)).' },
   { name: 'total-shards', type: 'string', default: '1', help: 'The number of replicas that share the poll units.' },
   { name: 'version', type: 'boolean', help: 'Show application version.' },
   { name: 'help', type: 'boolean', short: 'h', help: 'Show context-sensitive help.' },
@@ -71,7 +71,7 @@ export function parseFlags(argv: readonly string[]): Flags {
   const telemetryPath = str('web.telemetry-path');
   if (!telemetryPath.startsWith('/')) throw new FlagError(`invalid value "${telemetryPath}" for flag --web.telemetry-path: must start with /`);
   const totalShards = wholeNumber('total-shards', str('total-shards'), 1);
-  const shard = wholeNumber('shard', str('shard'), 0);
+  const shard = shardNumber(str('shard'));
   if (shard >= totalShards) throw new FlagError(`--shard=${shard} must be less than --total-shards=${totalShards}`);
 
   return {
@@ -96,6 +96,15 @@ function wholeNumber(flag: string, text: string, min: number): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < min) throw new FlagError(`invalid value "${text}" for flag --${flag}: must be a whole number >= ${min}`);
   return n;
+}
+
+/** `2`, or a StatefulSet pod name such as `flashback-exporter-2`: its ordinal is the shard. */
+function shardNumber(text: string): number {
+  const ordinal = /^(?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?-)?(\d+)$/.exec(text)?.[2];
+  if (ordinal === undefined) {
+    throw new FlagError(`invalid value "${text}" for flag --shard: must be a whole number >= 0, or a StatefulSet pod name ending in -<ordinal>`);
+  }
+  return Number(ordinal);
 }
 
 function oneLine(message: string): string {

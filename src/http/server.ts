@@ -1,13 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { promisify } from 'node:util';
-import { gzip as gzipCallback, constants as zlib } from 'node:zlib';
+import { gzipSync, constants as zlib } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { MetricStore } from '../store/store.js';
 import { CONTENT_TYPE } from '../store/exposition.js';
 import { renderLanding } from './landing.js';
-
-const gzip = promisify(gzipCallback);
 
 /** What a reload reports back to POST /-/reload. */
 export type ReloadOutcome = { ok: true } | { ok: false; error: string };
@@ -81,25 +78,61 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
 async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   res.setHeader('Content-Type', CONTENT_TYPE);
   res.setHeader('Vary', 'Accept-Encoding');
-  let chunks: Buffer[];
+  const [snapshot, own] = await Promise.all([deps.store.snapshot(), deps.registry.metrics()]);
   if (acceptsGzip(req.headers['accept-encoding'])) {
-    // A gzip file may hold several members (RFC 1952 §2.2), which every reader, Prometheus
-    // included, decodes as one stream: the store's part is compressed once per change and
-    // reused, and only the small per-scrape part is compressed on each request.
-    const [snapshot, own] = await Promise.all([deps.store.snapshot(), deps.registry.metrics()]);
-    chunks = snapshot.byteLength === 0 ? [] : [await snapshot.gzipped()];
-    chunks.push(await gzip(own, { level: zlib.Z_BEST_SPEED }));
+    // The store keeps its text as gzip members, which a gzip file may hold several of
+    // (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one stream: they are
+    // sent as cached (joined once per snapshot), followed by a member for the registry's few
+    // per-scrape lines. Nothing but those few lines is compressed on a scrape.
+    const tail = gzipSync(own, { level: zlib.Z_BEST_SPEED });
     res.setHeader('Content-Encoding', 'gzip');
-  } else {
-    chunks = await renderMetrics(deps.store, deps.registry);
+    res.setHeader('Content-Length', snapshot.gzipLength + tail.length);
+    if (req.method === 'HEAD') return void res.end();
+    res.writeHead(200);
+    const members = snapshot.gzipLength === 0 ? EMPTY : await snapshot.gzipped();
+    res.socket?.cork();
+    res.write(members);
+    res.end(tail);
+    res.socket?.uncork();
+    return;
   }
-  res.setHeader('Content-Length', chunks.reduce((n, c) => n + c.length, 0));
+  const tail = Buffer.from(own);
+  res.setHeader('Content-Length', snapshot.byteLength + tail.length);
   if (req.method === 'HEAD') return void res.end();
   res.writeHead(200);
-  res.socket?.cork();
-  for (const chunk of chunks) res.write(chunk);
-  res.end();
-  res.socket?.uncork();
+  // The plain text is rendered piece by piece (label sets in front of line tails) into
+  // Buffers reused from scrape to scrape, each written before the next is rendered, and the
+  // event loop gets a turn every few milliseconds.
+  let slice = performance.now();
+  for (const piece of snapshot.pieces()) {
+    if (res.destroyed) {
+      piece.done();
+      return;
+    }
+    if (!res.write(piece.text, piece.done)) await drained(res);
+    if (performance.now() - slice > YIELD_AFTER_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      slice = performance.now();
+    }
+  }
+  if (!res.destroyed) res.end(tail);
+}
+
+// Work done for one response before the event loop gets a turn.
+const YIELD_AFTER_MS = 4;
+const EMPTY = Buffer.alloc(0);
+
+/** Resolves when the response can take more, or has been closed (the client left). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
 
 function acceptsGzip(header: string | undefined): boolean {

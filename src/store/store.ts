@@ -1,6 +1,5 @@
-import { promisify } from 'node:util';
-import { gzip as gzipCallback, constants as zlib } from 'node:zlib';
-import { renderLabels, escapeLabelValue, sampleLine, type LabelPairs } from './exposition.js';
+import { gzipSync, constants as zlib } from 'node:zlib';
+import { renderLabels, escapeLabelValue, type LabelPairs } from './exposition.js';
 import {
   BUCKET_TIMESTAMP,
   FIELD_FAMILIES,
@@ -14,15 +13,75 @@ import {
   type FamilyDef,
 } from './families.js';
 
-const gzip = promisify(gzipCallback);
-
-// Units are grouped into blocks of this many slots. A block keeps its units' text for one
-// family as a single Buffer, so a change costs one block rebuild and a scrape is a list of
-// a few hundred Buffers, never a walk over every series (kube-state-metrics' metrics_store).
+// How the store keeps the exposition (kube-state-metrics' metrics_store, made compact):
+// - Units are grouped into blocks of BLOCK_SIZE slots; per metric family a block holds its
+//   units' lines, and is rebuilt only when one of them changes.
+// - A block keeps each line without its label set: the label set of a unit is the same on all
+//   of its lines, so it is kept once per unit, and a line is stored as its tail (`} 42\n`,
+//   `,stat="p50"} 42\n`): a tenth of the plain text or less.
+// - A block also keeps its rendered text as one gzip member. Members concatenated are one gzip
+//   file (RFC 1952 §2.2), so a gzip scrape, what Prometheus asks for, sends cached bytes only.
+// - A plain-text scrape renders the blocks again, label sets copied in front of tails, into
+//   Buffers reused from one scrape to the next.
 const BLOCK_SIZE = 128;
 // A rebuild yields to the event loop after this much work, so scrapes of a large store
 // never stall polls or other requests for long.
 const YIELD_AFTER_MS = 4;
+// After a change, the snapshot is rebuilt this much later in the background (unless a scrape
+// asks first), so a scrape seldom waits for a rebuild, and changed text is not held as strings
+// until someone scrapes.
+const BUILD_DELAY_MS = 1_000;
+// Fastest compression: the text is so repetitive that higher levels gain only a few percent.
+const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED };
+const EMPTY = Buffer.alloc(0);
+const NEWLINE = 0x0a;
+
+// Plain text is rendered into Buffers of this size, and up to POOL_SIZE of them are kept for
+// the next scrape, so serving a large store allocates (and later collects) next to nothing.
+const PIECE_SIZE = 256 * 1024;
+const POOL_SIZE = 4;
+const pool: Buffer[] = [];
+
+function takePiece(): Buffer {
+  return pool.pop() ?? Buffer.allocUnsafeSlow(PIECE_SIZE);
+}
+
+function givePiece(piece: Buffer): void {
+  if (pool.length < POOL_SIZE) pool.push(piece);
+}
+
+/**
+ * gzip-compresses `text` into a Buffer of its own: zlib's result is a view of a 64 KiB output
+ * buffer, which a cached member would otherwise keep alive however small it is.
+ */
+function compress(text: Buffer): Buffer {
+  const out = gzipSync(text, GZIP_OPTIONS);
+  const member = Buffer.allocUnsafeSlow(out.length);
+  out.copy(member);
+  return member;
+}
+
+// `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again.
+const extraLabels = new Map<string, string>();
+
+/** `,name="value"`, escaped: the label a line adds to its unit's label set. */
+function extraLabel(name: 'stat' | 'reason', value: string): string {
+  const key = `${name}\0${value}`;
+  let text = extraLabels.get(key);
+  if (text === undefined) {
+    text = `,${name}="${escapeLabelValue(value)}"`;
+    // The API decides the statistic names; a misbehaving one must not grow this without bound.
+    if (extraLabels.size >= 10_000) extraLabels.clear();
+    extraLabels.set(key, text);
+  }
+  return text;
+}
+
+/** The text after the label set: what a line keeps, the label set being its unit's. */
+function tail(labels: Buffer, extra: string, value: number): string {
+  if (labels.length > 0) return `${extra}} ${value}\n`;
+  return extra === '' ? ` ${value}\n` : `{${extra}} ${value}\n`;
+}
 
 /** What the store needs to know about a poll unit; it never sees the config itself. */
 export interface UnitSpec {
@@ -66,62 +125,165 @@ export interface UnitStatus {
   readonly hasData: boolean;
 }
 
-/** The exposition text at one moment, as the Buffers to send in order. */
+/** The exposition text at one moment. */
 export interface Snapshot {
   readonly version: number;
-  readonly chunks: readonly Buffer[];
+  /**
+   * The text as gzip members, in order: their concatenation is one gzip file (RFC 1952 §2.2)
+   * that every reader, Prometheus included, decodes as one stream.
+   */
+  readonly members: readonly Buffer[];
+  /** Bytes of the plain text. */
   readonly byteLength: number;
-  /** The same text gzip-compressed, computed once per snapshot on first use. */
+  /** Bytes of the members together. */
+  readonly gzipLength: number;
+  /** The plain text, rendered anew on each access (for --once and tests). */
+  readonly chunks: readonly Buffer[];
+  /** The members as one Buffer, concatenated once per snapshot on first use. */
   gzipped(): Promise<Buffer>;
+  /**
+   * The plain text in pieces of up to 256 KiB, each rendered when taken into a Buffer that is
+   * reused: call `done` once the piece has been written out (or will not be).
+   */
+  pieces(): Iterable<{ readonly text: Buffer; readonly done: () => void }>;
+}
+
+/** A block's content at one rebuild; never changed afterwards, so snapshots can share it. */
+interface BlockView {
+  /** Each slot's line tails, one after the other. */
+  readonly tails: Buffer;
+  /** End offset of each slot's tails in `tails`. */
+  readonly ends: Uint32Array;
+  /** Lines of each slot. */
+  readonly lines: Uint16Array;
+  /** The label set of each slot's lines, as rendered when they were set. */
+  readonly labels: readonly (Buffer | undefined)[];
+  /** Bytes of the rendered text. */
+  readonly length: number;
+  /** The rendered text as a gzip member; empty when the block has no lines. */
+  member: Buffer;
+}
+
+const EMPTY_VIEW: BlockView = { tails: EMPTY, ends: new Uint32Array(BLOCK_SIZE), lines: new Uint16Array(BLOCK_SIZE), labels: [], length: 0, member: EMPTY };
+
+/** A family's constant bytes: its header, and the name that opens each line. */
+interface FamilyText {
+  readonly header: Buffer;
+  readonly headerMember: Buffer;
+  /** `name{`: the head of a line whose unit has labels. */
+  readonly open: Buffer;
+  /** `name`: the head of a line whose unit has none. */
+  readonly bare: Buffer;
+}
+
+/** Writes a view's lines into `out` at `offset` (which has room for `view.length` bytes); returns the end. */
+function renderView(view: BlockView, family: FamilyText, out: Buffer, offset: number): number {
+  const { tails, ends, labels } = view;
+  let o = offset;
+  let p = 0;
+  for (let i = 0; i < BLOCK_SIZE; i++) {
+    const end = ends[i]!;
+    if (p === end) continue;
+    const label = labels[i]!;
+    const head = label.length > 0 ? family.open : family.bare;
+    while (p < end) {
+      out.set(head, o);
+      o += head.length;
+      if (label.length > 0) {
+        out.set(label, o);
+        o += label.length;
+      }
+      let c: number;
+      do {
+        c = tails[p++]!;
+        out[o++] = c;
+      } while (c !== NEWLINE);
+    }
+  }
+  return o;
 }
 
 class Block {
-  buf: Buffer = Buffer.alloc(0);
-  /** End offset of each slot's text in `buf`. */
-  readonly ends = new Uint32Array(BLOCK_SIZE);
-  /** Text that replaces a slot's text at the next rebuild. */
+  view: BlockView = EMPTY_VIEW;
+  /** Tails that replace a slot's at the next rebuild ('' removes its lines). */
   readonly pending = new Map<number, string>();
 
-  /** Whether a slot has text, counting changes not yet rebuilt. */
+  /** Whether a slot has lines, counting changes not yet rebuilt. */
   has(i: number): boolean {
     const text = this.pending.get(i);
-    return text === undefined ? this.ends[i]! > (i === 0 ? 0 : this.ends[i - 1]!) : text !== '';
+    return text === undefined ? this.view.ends[i]! > (i === 0 ? 0 : this.view.ends[i - 1]!) : text !== '';
   }
 
-  /** Rebuilds `buf` with one allocation: kept slices are copied, changed text encoded in place. */
-  rebuild(): void {
-    const old = this.ends.slice();
-    const startOf = (i: number) => (i === 0 ? 0 : old[i - 1]!);
+  /**
+   * Makes a new view: kept slots' tails are copied, changed ones encoded in place with the
+   * label set their unit has now; then the text is rendered once to compress it.
+   */
+  rebuild(family: FamilyText, labelsOf: (i: number) => Buffer): void {
+    const old = this.view;
+    const startOf = (i: number) => (i === 0 ? 0 : old.ends[i - 1]!);
     let total = 0;
     for (let i = 0; i < BLOCK_SIZE; i++) {
       const text = this.pending.get(i);
-      total += text === undefined ? old[i]! - startOf(i) : Buffer.byteLength(text);
+      total += text === undefined ? old.ends[i]! - startOf(i) : Buffer.byteLength(text);
     }
-    const next = Buffer.allocUnsafe(total);
+    const tails = total === 0 ? EMPTY : Buffer.allocUnsafeSlow(total);
+    const ends = new Uint32Array(BLOCK_SIZE);
+    const lines = new Uint16Array(BLOCK_SIZE);
+    const labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
     let offset = 0;
+    let length = 0;
     for (let i = 0; i < BLOCK_SIZE; i++) {
       const text = this.pending.get(i);
-      offset += text === undefined ? this.buf.copy(next, offset, startOf(i), old[i]!) : next.write(text, offset, 'utf8');
-      this.ends[i] = offset;
+      const start = offset;
+      if (text === undefined) {
+        offset += old.tails.copy(tails, offset, startOf(i), old.ends[i]!);
+        lines[i] = old.lines[i]!;
+        labels[i] = old.labels[i];
+      } else if (text !== '') {
+        offset += tails.write(text, offset, 'utf8');
+        let count = 0;
+        for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) count++;
+        lines[i] = count;
+        labels[i] = labelsOf(i);
+      }
+      ends[i] = offset;
+      const label = labels[i];
+      if (label !== undefined) length += lines[i]! * ((label.length > 0 ? family.open.length + label.length : family.bare.length)) + offset - start;
     }
-    this.buf = next;
+    const view: BlockView = { tails, ends, lines, labels, length, member: EMPTY };
+    if (length > 0) {
+      const scratch = length <= PIECE_SIZE ? takePiece() : Buffer.allocUnsafeSlow(length);
+      renderView(view, family, scratch, 0);
+      view.member = compress(scratch.subarray(0, length));
+      if (scratch.length === PIECE_SIZE) givePiece(scratch);
+    }
+    this.view = view;
     this.pending.clear();
   }
 }
 
-class Family {
+class Family implements FamilyText {
   readonly def: FamilyDef;
+  /** Whose label set opens this family's lines: the data series' or the unit's own. */
+  readonly labels: 'data' | 'unit';
   readonly header: Buffer;
+  readonly headerMember: Buffer;
+  readonly open: Buffer;
+  readonly bare: Buffer;
   readonly blocks: (Block | undefined)[] = [];
-  /** Slots with text: a family without any is left out of the output. */
+  /** Slots with lines: a family without any is left out of the output. */
   populated = 0;
 
-  constructor(def: FamilyDef) {
+  constructor(def: FamilyDef, labels: 'data' | 'unit') {
     this.def = def;
+    this.labels = labels;
     this.header = headerBytes(def);
+    this.headerMember = compress(this.header);
+    this.open = Buffer.from(`${def.name}{`);
+    this.bare = Buffer.from(def.name);
   }
 
-  /** Sets a slot's text; '' removes the slot's series from this family. */
+  /** Sets a slot's tails; '' removes the slot's series from this family. */
   set(slot: number, text: string): void {
     const index = Math.floor(slot / BLOCK_SIZE);
     const block = this.blocks[index] ?? (text === '' ? undefined : (this.blocks[index] = new Block()));
@@ -134,11 +296,42 @@ class Family {
   }
 }
 
+/** One piece of a snapshot: a family's header, or one of its blocks as it was at the snapshot. */
+interface Part {
+  readonly family: Family;
+  readonly view: BlockView | undefined;
+}
+
+const partLength = (part: Part) => (part.view === undefined ? part.family.header.length : part.view.length);
+
+function renderPart(part: Part, out: Buffer, offset: number): number {
+  if (part.view !== undefined) return renderView(part.view, part.family, out, offset);
+  out.set(part.family.header, offset);
+  return offset + part.family.header.length;
+}
+
+function* pieces(parts: readonly Part[]): Generator<{ readonly text: Buffer; readonly done: () => void }> {
+  for (let i = 0; i < parts.length; ) {
+    const size = partLength(parts[i]!);
+    if (size > PIECE_SIZE) {
+      const text = Buffer.allocUnsafeSlow(size);
+      renderPart(parts[i++]!, text, 0);
+      yield { text, done: () => {} };
+      continue;
+    }
+    const piece = takePiece();
+    let offset = 0;
+    while (i < parts.length && offset + partLength(parts[i]!) <= PIECE_SIZE) offset = renderPart(parts[i++]!, piece, offset);
+    yield { text: piece.subarray(0, offset), done: () => givePiece(piece) };
+  }
+}
+
 interface UnitState {
   readonly spec: UnitSpec;
   readonly slot: number;
-  readonly unitLabels: string;
-  readonly dataLabels: string;
+  /** The label sets, rendered: the unit's own series', and its data series'. */
+  readonly unitLabels: Buffer;
+  readonly dataLabels: Buffer;
   /** Families holding this unit's data series: cleared when data goes stale or is replaced. */
   dataFamilies: Family[];
   up: boolean | undefined;
@@ -146,33 +339,38 @@ interface UnitState {
   lastSuccessAt: number | undefined;
   durationSeconds: number | undefined;
   lastError: string | undefined;
-  readonly errors: Map<string, number>;
+  errors: Map<string, number> | undefined;
 }
 
 /**
  * The latest published values of every poll unit, kept as pre-rendered exposition text.
- * Polls write a unit's lines once when they land; scrapes concatenate cached blocks and
- * never wait for the API. Time comes from the injected clock, so staleness is testable.
+ * Polls write a unit's lines once when they land; scrapes send cached blocks and never wait
+ * for the API. Time comes from the injected clock, so staleness is testable.
  */
 export class MetricStore {
   readonly #now: () => number;
   readonly #units = new Map<string, UnitState>();
+  /** The unit in each slot, for the label sets of its lines. */
+  readonly #bySlot: (UnitState | undefined)[] = [];
   readonly #freeSlots: number[] = [];
   #nextSlot = 0;
   #attempted = 0;
   #version = 0;
   #snapshot: Snapshot | undefined;
   #building: Promise<Snapshot> | undefined;
+  #buildTimer: NodeJS.Timeout | undefined;
+  /** No unit's data goes stale before this (epoch ms). */
+  #nextExpiry = Number.POSITIVE_INFINITY;
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
-  readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def)]));
-  readonly #bucketTs = new Family(BUCKET_TIMESTAMP);
+  readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
+  readonly #bucketTs = new Family(BUCKET_TIMESTAMP, 'data');
   readonly #extras = new Map<string, Family | null>();
-  readonly #windowStat = new Family(WINDOW_STAT);
-  readonly #up = new Family(TARGET_UP);
-  readonly #lastSuccess = new Family(LAST_SUCCESS);
-  readonly #duration = new Family(POLL_DURATION);
-  readonly #errors = new Family(POLL_ERRORS);
+  readonly #windowStat = new Family(WINDOW_STAT, 'data');
+  readonly #up = new Family(TARGET_UP, 'unit');
+  readonly #lastSuccess = new Family(LAST_SUCCESS, 'unit');
+  readonly #duration = new Family(POLL_DURATION, 'unit');
+  readonly #errors = new Family(POLL_ERRORS, 'unit');
   #order: Family[] = [];
 
   constructor(options: { now?: () => number } = {}) {
@@ -192,25 +390,28 @@ export class MetricStore {
       for (const family of [this.#up, this.#lastSuccess, this.#duration, this.#errors]) family.set(unit.slot, '');
       if (unit.lastAttemptAt !== undefined) this.#attempted--;
       this.#freeSlots.push(unit.slot);
+      this.#bySlot[unit.slot] = undefined;
       this.#units.delete(key);
     }
     for (const spec of specs) {
       if (this.#units.has(spec.key)) continue;
-      this.#units.set(spec.key, {
+      const unit: UnitState = {
         spec,
         slot: this.#freeSlots.pop() ?? this.#nextSlot++,
-        unitLabels: renderLabels(spec.unitLabels),
-        dataLabels: renderLabels(spec.dataLabels),
+        unitLabels: Buffer.from(renderLabels(spec.unitLabels)),
+        dataLabels: Buffer.from(renderLabels(spec.dataLabels)),
         dataFamilies: [],
         up: undefined,
         lastAttemptAt: undefined,
         lastSuccessAt: undefined,
         durationSeconds: undefined,
         lastError: undefined,
-        errors: new Map(),
-      });
+        errors: undefined,
+      };
+      this.#units.set(spec.key, unit);
+      this.#bySlot[unit.slot] = unit;
     }
-    this.#version++;
+    this.#changed();
   }
 
   /** Publishes a successful poll: replaces the unit's data series and marks it up. */
@@ -220,16 +421,16 @@ export class MetricStore {
     const next = new Map<Family, string>();
     const add = (family: Family, line: string) => next.set(family, (next.get(family) ?? '') + line);
     if (result.bucket !== undefined) {
-      add(this.#bucketTs, sampleLine(BUCKET_TIMESTAMP.name, unit.dataLabels, result.bucket.ts));
+      add(this.#bucketTs, tail(unit.dataLabels, '', result.bucket.ts));
       for (const [field, value] of result.bucket.fields) {
         if (!Number.isFinite(value)) continue;
         const family = this.#fields.get(field) ?? this.#extraFamily(field);
-        if (family !== undefined) add(family, sampleLine(family.def.name, unit.dataLabels, value));
+        if (family !== undefined) add(family, tail(unit.dataLabels, '', value));
       }
     }
     for (const [stat, value] of result.summary ?? []) {
       if (!Number.isFinite(value)) continue;
-      add(this.#windowStat, sampleLine(WINDOW_STAT.name, `${unit.dataLabels},stat="${escapeLabelValue(stat)}"`, value));
+      add(this.#windowStat, tail(unit.dataLabels, extraLabel('stat', stat), value));
     }
     for (const family of unit.dataFamilies) if (!next.has(family)) family.set(unit.slot, '');
     for (const [family, text] of next) family.set(unit.slot, text);
@@ -238,10 +439,11 @@ export class MetricStore {
     this.#attempt(unit, result.at, result.durationSeconds);
     unit.up = true;
     unit.lastSuccessAt = result.at;
+    if (unit.dataFamilies.length > 0) this.#nextExpiry = Math.min(this.#nextExpiry, result.at + unit.spec.staleAfterMs);
     unit.lastError = undefined;
-    this.#up.set(unit.slot, sampleLine(TARGET_UP.name, unit.unitLabels, 1));
-    this.#lastSuccess.set(unit.slot, sampleLine(LAST_SUCCESS.name, unit.unitLabels, result.at / 1000));
-    this.#version++;
+    this.#up.set(unit.slot, tail(unit.unitLabels, '', 1));
+    this.#lastSuccess.set(unit.slot, tail(unit.unitLabels, '', result.at / 1000));
+    this.#changed();
   }
 
   /** Records a failed poll: counts its reason and marks the unit down; its data stays until stale. */
@@ -251,25 +453,32 @@ export class MetricStore {
     this.#attempt(unit, failure.at, failure.durationSeconds);
     unit.up = false;
     unit.lastError = `${failure.reason}: ${failure.message}`;
+    unit.errors ??= new Map();
     unit.errors.set(failure.reason, (unit.errors.get(failure.reason) ?? 0) + 1);
     let lines = '';
-    for (const [reason, count] of unit.errors) {
-      lines += sampleLine(POLL_ERRORS.name, `${unit.unitLabels},reason="${escapeLabelValue(reason)}"`, count);
-    }
+    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, extraLabel('reason', reason), count);
     this.#errors.set(unit.slot, lines);
-    this.#up.set(unit.slot, sampleLine(TARGET_UP.name, unit.unitLabels, 0));
-    this.#version++;
+    this.#up.set(unit.slot, tail(unit.unitLabels, '', 0));
+    this.#changed();
   }
 
   /** Drops the data series of units not refreshed within their staleAfter. */
   expire(): void {
     const now = this.#now();
+    // Every scrape asks; only walk the units when one of them may have gone stale.
+    if (now < this.#nextExpiry) return;
+    let next = Number.POSITIVE_INFINITY;
     for (const unit of this.#units.values()) {
-      if (unit.dataFamilies.length > 0 && now - (unit.lastSuccessAt ?? 0) >= unit.spec.staleAfterMs) {
+      if (unit.dataFamilies.length === 0) continue;
+      const expiry = (unit.lastSuccessAt ?? 0) + unit.spec.staleAfterMs;
+      if (now >= expiry) {
         this.#clearData(unit);
-        this.#version++;
+        this.#changed();
+      } else {
+        next = Math.min(next, expiry);
       }
     }
+    this.#nextExpiry = next;
   }
 
   /** Whether every unit has finished at least one poll attempt (the /-/ready condition). */
@@ -311,42 +520,66 @@ export class MetricStore {
 
   async #build(): Promise<Snapshot> {
     const version = this.#version;
-    const chunks: Buffer[] = [];
-    let byteLength = 0;
+    const parts: Part[] = [];
     let sliceStart = performance.now();
     for (const family of this.#order) {
       if (family.populated === 0) continue;
-      const familyChunks: Buffer[] = [family.header];
-      for (const block of family.blocks) {
+      const familyParts: Part[] = [{ family, view: undefined }];
+      for (let index = 0; index < family.blocks.length; index++) {
+        const block = family.blocks[index];
         if (block === undefined) continue;
-        if (block.pending.size > 0) block.rebuild();
-        if (block.buf.length > 0) familyChunks.push(block.buf);
+        if (block.pending.size > 0) {
+          const first = index * BLOCK_SIZE;
+          block.rebuild(family, (i) => {
+            const unit = this.#bySlot[first + i]!;
+            return family.labels === 'data' ? unit.dataLabels : unit.unitLabels;
+          });
+        }
+        if (block.view.length > 0) familyParts.push({ family, view: block.view });
         if (performance.now() - sliceStart > YIELD_AFTER_MS) {
           await new Promise((resolve) => setImmediate(resolve));
           sliceStart = performance.now();
         }
       }
       // A family emptied while this build yielded must not leave a bare header behind.
-      if (familyChunks.length === 1) continue;
-      for (const chunk of familyChunks) byteLength += chunk.length;
-      chunks.push(...familyChunks);
+      if (familyParts.length > 1) parts.push(...familyParts);
     }
-    let compressed: Promise<Buffer> | undefined;
+    const members = parts.map((part) => (part.view === undefined ? part.family.headerMember : part.view.member));
+    const byteLength = parts.reduce((n, part) => n + partLength(part), 0);
+    const gzipLength = members.reduce((n, m) => n + m.length, 0);
+    let concatenated: Promise<Buffer> | undefined;
     const snapshot: Snapshot = {
       version,
-      chunks,
+      members,
       byteLength,
-      gzipped: () => (compressed ??= gzip(Buffer.concat(chunks, byteLength), { level: zlib.Z_BEST_SPEED })),
+      gzipLength,
+      get chunks() {
+        const text = Buffer.allocUnsafe(byteLength);
+        let offset = 0;
+        for (const part of parts) offset = renderPart(part, text, offset);
+        return [text];
+      },
+      gzipped: () => (concatenated ??= Promise.resolve(Buffer.concat(members, gzipLength))),
+      pieces: () => pieces(parts),
     };
     this.#snapshot = snapshot;
     return snapshot;
+  }
+
+  /** Marks the text changed, and schedules a rebuild in the background. */
+  #changed(): void {
+    this.#version++;
+    this.#buildTimer ??= setTimeout(() => {
+      this.#buildTimer = undefined;
+      void this.snapshot();
+    }, BUILD_DELAY_MS).unref();
   }
 
   #attempt(unit: UnitState, at: number, durationSeconds: number): void {
     if (unit.lastAttemptAt === undefined) this.#attempted++;
     unit.lastAttemptAt = at;
     unit.durationSeconds = durationSeconds;
-    this.#duration.set(unit.slot, sampleLine(POLL_DURATION.name, unit.unitLabels, durationSeconds));
+    this.#duration.set(unit.slot, tail(unit.unitLabels, '', durationSeconds));
   }
 
   #clearData(unit: UnitState): void {
@@ -360,7 +593,7 @@ export class MetricStore {
       const def = extraFieldFamily(field);
       // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
       const clash = def !== undefined && [...this.#extras.values()].some((f) => f?.def.name === def.name);
-      family = def === undefined || clash ? null : new Family(def);
+      family = def === undefined || clash ? null : new Family(def, 'data');
       this.#extras.set(field, family);
       this.#reorder();
     }
