@@ -2,6 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FakeFlashback, type FakeRequest } from './support/fake-flashback.js';
 import { jsonFixture } from './support/fixtures.js';
 import { eventually, startExporter, type RunningExporter } from './support/exporter.js';
+import { Scheduler } from '../src/scheduler/scheduler.js';
+import { expandUnits } from '../src/config/units.js';
+import { parseConfig } from '../src/config/load.js';
+import { createLogger } from '../src/log/logger.js';
+import { Writable } from 'node:stream';
 
 let fake: FakeFlashback | undefined;
 let running: RunningExporter | undefined;
@@ -83,5 +88,33 @@ describe('scheduler', () => {
     const body = await (await fetch(`${running.url}/metrics`)).text();
     expect(body).not.toMatch(/flashback_exporter_poll_errors_total/);
     expect(body).not.toMatch(/flashback_exporter_target_up/);
+  });
+
+  it('starts at most maxActive polls at once and queues the rest of a round', async () => {
+    const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY, '', `model: [${Array.from({ length: 40 }, (_, i) => `m${i}`).join(', ')}]`));
+    if (!parsed.ok) throw new Error('bad config');
+    let active = 0;
+    let peak = 0;
+    const polled: string[] = [];
+    const scheduler = new Scheduler({
+      log: createLogger({ level: 'error', format: 'json', destination: new Writable({ write: (_c, _e, done) => done() }) }),
+      maxActive: () => 5,
+      poll: async (unit) => {
+        peak = Math.max(peak, ++active);
+        await new Promise((r) => setTimeout(r, 5));
+        active--;
+        polled.push(unit.id);
+        return true;
+      },
+    });
+    try {
+      scheduler.setUnits(expandUnits(parsed.config));
+      await scheduler.idle();
+      expect(polled).toHaveLength(40);
+      expect(new Set(polled).size).toBe(40);
+      expect(peak).toBe(5);
+    } finally {
+      await scheduler.stop();
+    }
   });
 });

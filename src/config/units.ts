@@ -40,8 +40,9 @@ export interface Sharding {
 export function expandUnits(config: Config, sharding: Sharding = { shard: 0, totalShards: 1 }): PollUnit[] {
   const units: PollUnit[] = [];
   for (const target of config.targets) {
+    const digest = definitionDigest(target);
     for (const filters of filterCombinations(target)) {
-      const unit = makeUnit(target, filters);
+      const unit = makeUnit(target, filters, digest);
       if (shardOf(unit.id, sharding.totalShards) === sharding.shard) units.push(unit);
     }
   }
@@ -85,7 +86,13 @@ function* filterCombinations(target: TargetConfig): Generator<Partial<Record<Fil
   yield* walk(0);
 }
 
-function makeUnit(target: TargetConfig, filters: Partial<Record<FilterKey, string>>): PollUnit {
+// A target's whole definition, in 22 characters: part of every unit key, so a unit whose
+// target changed in any way is a new unit, while keys stay short however long its lists are.
+function definitionDigest(target: TargetConfig): string {
+  return createHash('sha256').update(JSON.stringify(target)).digest('base64url').slice(0, 22);
+}
+
+function makeUnit(target: TargetConfig, filters: Partial<Record<FilterKey, string>>, digest: string): PollUnit {
   const unitLabels: [string, string][] = [
     ['target', target.name],
     ...FILTER_KEYS.map((k): [string, string] => [FILTER_LABELS[k], filters[k] ?? '']),
@@ -104,7 +111,7 @@ function makeUnit(target: TargetConfig, filters: Partial<Record<FilterKey, strin
     .join(',');
   const id = filterText === '' ? target.name : `${target.name}{${filterText}}`;
   return Object.freeze({
-    key: JSON.stringify([target, filters]),
+    key: `${id}#${digest}`,
     id,
     target,
     filters: Object.freeze(filters),

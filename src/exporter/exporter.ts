@@ -88,7 +88,9 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   let api = await buildApi(config.api);
   // The scheduler calls through `api`, so a reload that changes the api section swaps the
   // client for new polls while polls in flight finish on the old one.
-  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now });
+  // Twice the request slots: a poll is always waiting when a request finishes, and the rest
+  // of a large round waits as a queue entry, not as a started request.
+  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now, maxActive: () => api.settings.concurrency * 2 });
   let units = expandUnits(config, sharding);
 
   const specs = (list: readonly PollUnit[]) =>

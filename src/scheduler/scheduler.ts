@@ -7,6 +7,11 @@ export interface SchedulerOptions {
   readonly poll: PollFn;
   readonly log: Logger;
   readonly now?: () => number;
+  /**
+   * How many polls may be under way at once; the rest wait in a queue. Read at every start,
+   * so a reload that changes api.concurrency applies at once. Unbounded by default.
+   */
+  readonly maxActive?: () => number;
 }
 
 interface Group {
@@ -14,23 +19,39 @@ interface Group {
   readonly units: Map<string, PollUnit>;
 }
 
+interface Pending {
+  readonly unit: PollUnit;
+  readonly group: Group;
+  /** Epoch ms of the unit's next tick: its poll, retries included, must end by then. */
+  readonly deadline: number;
+}
+
 /**
  * Polls every unit once at once, then on its cron schedule. Units sharing a schedule share
- * one node-cron task, so ten thousand units cost a handful of timers. A unit is never
- * polled twice at the same time: a tick that finds it still running skips it.
+ * one node-cron task, so ten thousand units cost a handful of timers. A tick only queues its
+ * units; polls start from the queue as earlier ones finish, so a large round costs a queue
+ * entry per unit instead of ten thousand requests waiting at once. A unit is never polled
+ * twice at the same time: a tick that finds it queued or running skips it.
  */
 export class Scheduler {
   readonly #poll: PollFn;
   readonly #log: Logger;
   readonly #now: () => number;
+  readonly #maxActive: () => number;
   readonly #groups = new Map<string, Group>();
+  /** Units queued or running, by key: the no-overlap rule. */
+  readonly #busy = new Set<string>();
+  readonly #queue: Pending[] = [];
+  #queueHead = 0;
   readonly #running = new Map<string, { controller: AbortController; done: Promise<boolean> }>();
+  #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   #stopped = false;
 
   constructor(options: SchedulerOptions) {
     this.#poll = options.poll;
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
+    this.#maxActive = options.maxActive ?? (() => Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -38,7 +59,7 @@ export class Scheduler {
    * any poll in flight; removed units' polls are aborted; new units are polled at once.
    */
   setUnits(units: readonly PollUnit[]): { added: number; removed: number; kept: number } {
-    const wanted = new Map(units.map((u) => [u.key, u]));
+    const wanted = new Set(units.map((u) => u.key));
     let removed = 0;
     for (const [schedule, group] of this.#groups) {
       for (const key of group.units.keys()) {
@@ -52,31 +73,40 @@ export class Scheduler {
         this.#groups.delete(schedule);
       }
     }
-    const added: PollUnit[] = [];
+    const added = new Map<Group, PollUnit[]>();
     for (const unit of units) {
       const schedule = unit.target.schedule;
       let group = this.#groups.get(schedule);
       if (group?.units.has(unit.key)) continue;
       if (group === undefined) this.#groups.set(schedule, (group = this.#createGroup(schedule)));
       group.units.set(unit.key, unit);
-      added.push(unit);
+      added.set(group, [...(added.get(group) ?? []), unit]);
     }
-    if (!this.#stopped) for (const unit of added) this.#start(unit, this.#groups.get(unit.target.schedule)!);
-    return { added: added.length, removed, kept: units.length - added.length };
+    let count = 0;
+    for (const [group, list] of added) {
+      count += list.length;
+      if (!this.#stopped) this.#enqueue(group, list);
+    }
+    return { added: count, removed, kept: units.length - count };
   }
 
-  /** Resolves once no poll is in flight: after the first round, for --once. */
+  /** Resolves once nothing is queued or running: after the first round, for tests and --once. */
   async idle(): Promise<void> {
-    while (this.#running.size > 0) await Promise.all([...this.#running.values()].map((r) => r.done));
+    if (this.#busy.size === 0) return;
+    const idle = (this.#idle ??= Promise.withResolvers<void>());
+    await idle.promise;
   }
 
-  /** Stops every timer and aborts polls in flight; resolves when they have settled. */
+  /** Stops every timer, drops the queue and aborts polls in flight; resolves when they settle. */
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const group of this.#groups.values()) await group.task.destroy();
     this.#groups.clear();
+    for (let i = this.#queueHead; i < this.#queue.length; i++) this.#busy.delete(this.#queue[i]!.unit.key);
+    this.#queue.length = this.#queueHead = 0;
     for (const { controller } of this.#running.values()) controller.abort(new Error('shutting down'));
-    await this.idle();
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+    this.#settle();
   }
 
   #createGroup(schedule: string): Group {
@@ -95,11 +125,7 @@ export class Scheduler {
 
   #tick(group: Group): void {
     if (this.#stopped) return;
-    let skipped = 0;
-    for (const unit of group.units.values()) {
-      if (this.#running.has(unit.key)) skipped++;
-      else this.#start(unit, group);
-    }
+    const skipped = this.#enqueue(group, group.units.values());
     if (skipped > 0) {
       this.#log.warn(
         { schedule: group.task.getPattern(), skipped, units: group.units.size },
@@ -108,13 +134,51 @@ export class Scheduler {
     }
   }
 
-  #start(unit: PollUnit, group: Group): void {
-    const controller = new AbortController();
-    // A poll, retries included, must end before the unit's next tick.
+  /** Queues the units of a group that are not already queued or running; returns how many were. */
+  #enqueue(group: Group, units: Iterable<PollUnit>): number {
     const deadline = group.task.getNextRun()?.getTime() ?? this.#now() + 60_000;
+    let skipped = 0;
+    for (const unit of units) {
+      if (this.#busy.has(unit.key)) {
+        skipped++;
+        continue;
+      }
+      this.#busy.add(unit.key);
+      this.#queue.push({ unit, group, deadline });
+    }
+    this.#pump();
+    return skipped;
+  }
+
+  #pump(): void {
+    const max = this.#maxActive();
+    while (this.#running.size < max && this.#queueHead < this.#queue.length) {
+      const next = this.#queue[this.#queueHead++]!;
+      // A reload may have removed the unit while it waited.
+      if (next.group.units.get(next.unit.key) !== next.unit) this.#busy.delete(next.unit.key);
+      else this.#launch(next);
+    }
+    // Drop what has been taken from the front, now and then, so the array never grows unbounded.
+    if (this.#queueHead === this.#queue.length) this.#queue.length = this.#queueHead = 0;
+    else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) this.#queue.splice(0, this.#queueHead), (this.#queueHead = 0);
+    this.#settle();
+  }
+
+  #launch({ unit, deadline }: Pending): void {
+    const controller = new AbortController();
     const done = this.#poll(unit, { signal: controller.signal, deadline }).finally(() => {
-      if (this.#running.get(unit.key)?.controller === controller) this.#running.delete(unit.key);
+      this.#running.delete(unit.key);
+      this.#busy.delete(unit.key);
+      if (!this.#stopped) this.#pump();
+      else this.#settle();
     });
     this.#running.set(unit.key, { controller, done });
+  }
+
+  #settle(): void {
+    if (this.#busy.size === 0 && this.#idle !== undefined) {
+      this.#idle.resolve();
+      this.#idle = undefined;
+    }
   }
 }
