@@ -84,7 +84,9 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
     // (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one stream: they are
     // sent as cached (joined once per snapshot), followed by a member for the registry's few
     // per-scrape lines. Nothing but those few lines is compressed on a scrape.
-    const tail = gzipSync(own, { level: zlib.Z_BEST_SPEED });
+    // A few KiB that change every scrape: stored, not compressed, which costs a copy and a CRC
+    // instead of a deflate run on the scrape's critical path.
+    const tail = gzipSync(own, { level: zlib.Z_NO_COMPRESSION });
     res.setHeader('Content-Encoding', 'gzip');
     res.setHeader('Content-Length', snapshot.gzipLength + tail.length);
     if (req.method === 'HEAD') return void res.end();
