@@ -40,14 +40,18 @@ const NEWLINE = 0x0a;
 // the next scrape, so serving a large store allocates (and later collects) next to nothing.
 const PIECE_SIZE = 256 * 1024;
 const POOL_SIZE = 4;
-const pool: Buffer[] = [];
 
-function takePiece(): Buffer {
-  return pool.pop() ?? Buffer.allocUnsafeSlow(PIECE_SIZE);
-}
+/** Render Buffers kept from one scrape to the next; one per store, passed to what renders. */
+class PiecePool {
+  readonly #free: Buffer[] = [];
 
-function givePiece(piece: Buffer): void {
-  if (pool.length < POOL_SIZE) pool.push(piece);
+  take(): Buffer {
+    return this.#free.pop() ?? Buffer.allocUnsafeSlow(PIECE_SIZE);
+  }
+
+  give(piece: Buffer): void {
+    if (this.#free.length < POOL_SIZE) this.#free.push(piece);
+  }
 }
 
 /**
@@ -61,21 +65,8 @@ function compress(text: Buffer): Buffer {
   return member;
 }
 
-// `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again.
-const extraLabels = new Map<string, string>();
-
-/** `,name="value"`, escaped: the label a line adds to its unit's label set. */
-function extraLabel(name: 'stat' | 'reason', value: string): string {
-  const key = `${name}\0${value}`;
-  let text = extraLabels.get(key);
-  if (text === undefined) {
-    text = `,${name}="${escapeLabelValue(value)}"`;
-    // The API decides the statistic names; a misbehaving one must not grow this without bound.
-    if (extraLabels.size >= 10_000) extraLabels.clear();
-    extraLabels.set(key, text);
-  }
-  return text;
-}
+// The API decides the statistic names; a misbehaving one must not grow the cache without bound.
+const EXTRA_LABELS_MAX = 10_000;
 
 /** The text after the label set: what a line keeps, the label set being its unit's. */
 function tail(labels: Buffer, extra: string, value: number): string {
@@ -218,7 +209,7 @@ class Block {
    * Makes a new view: kept slots' tails are copied, changed ones encoded in place with the
    * label set their unit has now; then the text is rendered once to compress it.
    */
-  rebuild(family: FamilyText, labelsOf: (i: number) => Buffer): void {
+  rebuild(family: FamilyText, labelsOf: (i: number) => Buffer, pool: PiecePool): void {
     const old = this.view;
     const startOf = (i: number) => (i === 0 ? 0 : old.ends[i - 1]!);
     let total = 0;
@@ -252,10 +243,10 @@ class Block {
     }
     const view: BlockView = { tails, ends, lines, labels, length, member: EMPTY };
     if (length > 0) {
-      const scratch = length <= PIECE_SIZE ? takePiece() : Buffer.allocUnsafeSlow(length);
+      const scratch = length <= PIECE_SIZE ? pool.take() : Buffer.allocUnsafeSlow(length);
       renderView(view, family, scratch, 0);
       view.member = compress(scratch.subarray(0, length));
-      if (scratch.length === PIECE_SIZE) givePiece(scratch);
+      if (scratch.length === PIECE_SIZE) pool.give(scratch);
     }
     this.view = view;
     this.pending.clear();
@@ -310,7 +301,7 @@ function renderPart(part: Part, out: Buffer, offset: number): number {
   return offset + part.family.header.length;
 }
 
-function* pieces(parts: readonly Part[]): Generator<{ readonly text: Buffer; readonly done: () => void }> {
+function* pieces(parts: readonly Part[], pool: PiecePool): Generator<{ readonly text: Buffer; readonly done: () => void }> {
   for (let i = 0; i < parts.length; ) {
     const size = partLength(parts[i]!);
     if (size > PIECE_SIZE) {
@@ -319,10 +310,10 @@ function* pieces(parts: readonly Part[]): Generator<{ readonly text: Buffer; rea
       yield { text, done: () => {} };
       continue;
     }
-    const piece = takePiece();
+    const piece = pool.take();
     let offset = 0;
     while (i < parts.length && offset + partLength(parts[i]!) <= PIECE_SIZE) offset = renderPart(parts[i++]!, piece, offset);
-    yield { text: piece.subarray(0, offset), done: () => givePiece(piece) };
+    yield { text: piece.subarray(0, offset), done: () => pool.give(piece) };
   }
 }
 
@@ -361,6 +352,9 @@ export class MetricStore {
   #buildTimer: NodeJS.Timeout | undefined;
   /** No unit's data goes stale before this (epoch ms). */
   #nextExpiry = Number.POSITIVE_INFINITY;
+  readonly #pool = new PiecePool();
+  /** `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again. */
+  readonly #extraLabels = new Map<string, string>();
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
   readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
@@ -430,7 +424,7 @@ export class MetricStore {
     }
     for (const [stat, value] of result.summary ?? []) {
       if (!Number.isFinite(value)) continue;
-      add(this.#windowStat, tail(unit.dataLabels, extraLabel('stat', stat), value));
+      add(this.#windowStat, tail(unit.dataLabels, this.#extraLabel('stat', stat), value));
     }
     for (const family of unit.dataFamilies) if (!next.has(family)) family.set(unit.slot, '');
     for (const [family, text] of next) family.set(unit.slot, text);
@@ -456,7 +450,7 @@ export class MetricStore {
     unit.errors ??= new Map();
     unit.errors.set(failure.reason, (unit.errors.get(failure.reason) ?? 0) + 1);
     let lines = '';
-    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, extraLabel('reason', reason), count);
+    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, this.#extraLabel('reason', reason), count);
     this.#errors.set(unit.slot, lines);
     this.#up.set(unit.slot, tail(unit.unitLabels, '', 0));
     this.#changed();
@@ -530,10 +524,14 @@ export class MetricStore {
         if (block === undefined) continue;
         if (block.pending.size > 0) {
           const first = index * BLOCK_SIZE;
-          block.rebuild(family, (i) => {
-            const unit = this.#bySlot[first + i]!;
-            return family.labels === 'data' ? unit.dataLabels : unit.unitLabels;
-          });
+          block.rebuild(
+            family,
+            (i) => {
+              const unit = this.#bySlot[first + i]!;
+              return family.labels === 'data' ? unit.dataLabels : unit.unitLabels;
+            },
+            this.#pool,
+          );
         }
         if (block.view.length > 0) familyParts.push({ family, view: block.view });
         if (performance.now() - sliceStart > YIELD_AFTER_MS) {
@@ -560,7 +558,7 @@ export class MetricStore {
         return [text];
       },
       gzipped: () => (concatenated ??= Promise.resolve(Buffer.concat(members, gzipLength))),
-      pieces: () => pieces(parts),
+      pieces: () => pieces(parts, this.#pool),
     };
     this.#snapshot = snapshot;
     return snapshot;
@@ -573,6 +571,18 @@ export class MetricStore {
       this.#buildTimer = undefined;
       void this.snapshot();
     }, BUILD_DELAY_MS).unref();
+  }
+
+  /** `,name="value"`, escaped: the label a line adds to its unit's label set. */
+  #extraLabel(name: 'stat' | 'reason', value: string): string {
+    const key = `${name}\0${value}`;
+    let text = this.#extraLabels.get(key);
+    if (text === undefined) {
+      text = `,${name}="${escapeLabelValue(value)}"`;
+      if (this.#extraLabels.size >= EXTRA_LABELS_MAX) this.#extraLabels.clear();
+      this.#extraLabels.set(key, text);
+    }
+    return text;
   }
 
   #attempt(unit: UnitState, at: number, durationSeconds: number): void {
