@@ -157,7 +157,9 @@ async function tokenSource(api: Config['api'], simulator: Simulator | undefined,
   if (simulator) return staticTokenSource(simulator.token);
   if (api.tokenFile !== undefined) {
     try {
-      return await fileTokenSource(api.tokenFile, (err) => log.warn({ err: err.message, token_file: api.tokenFile }, 'cannot read api.tokenFile; keeping the last token'));
+      return await fileTokenSource(api.tokenFile, {
+        onError: (err) => log.warn({ err: err.message, token_file: api.tokenFile }, 'cannot read api.tokenFile; keeping the last token'),
+      });
     } catch (err) {
       throw new Error(`cannot read api.tokenFile: ${(err as Error).message}`, { cause: err });
     }

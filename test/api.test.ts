@@ -4,6 +4,7 @@ import { createApiClient, parseRetryAfter, type ApiClientOptions } from '../src/
 import { AbortedError, FlashbackApiError } from '../src/api/errors.js';
 import { Pacer } from '../src/api/limiter.js';
 import { selectBucket } from '../src/api/bucket.js';
+import { pointFields } from '../src/api/response.js';
 import { FakeFlashback, type Reply } from './support/fake-flashback.js';
 import { FakeClock } from './support/clock.js';
 import { fixture, jsonFixture } from './support/fixtures.js';
@@ -84,7 +85,8 @@ describe('API requests', () => {
   it('returns numeric point fields and summary statistics, ignoring non-numeric ones', async () => {
     const response = await client().fetchStats({ scope: 'org', window: '24h' });
     expect(response.series).toHaveLength(3);
-    expect(response.series[0]).toEqual({ ts: 1704146400, fields: [['tokensIn', 1200], ['tokensOut', 340], ['requests', 12], ['cachedTokens', 100]] });
+    expect(response.series[0]!.ts).toBe(1704146400);
+    expect(pointFields(response.series[0]!)).toEqual([['tokensIn', 1200], ['tokensOut', 340], ['requests', 12], ['cachedTokens', 100]]);
     expect(response.summary).toEqual([['total', 1500], ['avg', 50], ['stdDev', 10.5], ['min', 0], ['max', 100], ['p10', 10], ['p50', 50], ['p90', 90], ['count', 24]]);
     expect(response.meta).toEqual({ start: 1704067200, end: 1704153600, timeBucketSize: '1h' });
   });
@@ -93,7 +95,7 @@ describe('API requests', () => {
     fake.respond(() => ({ body: fixture('api/huge-number.json').replace(/\n/g, ''), headers: { 'content-type': 'application/json' } }));
     const response = await client().fetchStats({ scope: 'org', window: '24h' });
     expect(response.summary).toEqual([['avg', 5]]);
-    expect(response.series[0]!.fields).toEqual([['tokensIn', 5], ['tokensOut', 1], ['requests', 1]]);
+    expect(pointFields(response.series[0]!)).toEqual([['tokensIn', 5], ['tokensOut', 1], ['requests', 1]]);
   });
 
   it('reports each HTTP answer to the observer', async () => {

@@ -149,24 +149,49 @@ describe('reload', () => {
 });
 
 describe('token rotation', () => {
-  it('reads the token file at every poll and keeps the last good token when the file is briefly gone', async () => {
+  it('reads the token file again once a second, and keeps the last good token when the file is briefly gone', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'flashback-token-'));
     const file = join(dir, 'token');
     const warnings: string[] = [];
+    let now = 0;
     try {
       writeFileSync(file, 'first-token\n');
-      const next = await fileTokenSource(file, (err) => warnings.push(err.message));
-      expect(await next()).toBe('first-token');
+      const next = await fileTokenSource(file, { onError: (err) => warnings.push(err.message), now: () => now });
+      expect(next()).toBe('first-token');
       // Rotation as Kubernetes does it: a new file renamed over the old one.
       writeFileSync(`${file}.new`, '  second-token  \n');
       renameSync(`${file}.new`, file);
+      now = 999;
+      expect(next()).toBe('first-token');
+      now = 1_000;
       expect(await next()).toBe('second-token');
+      // Until the next refresh the token is at hand: no read, no await.
+      expect(next()).toBe('second-token');
       rmSync(file);
+      now = 2_000;
       expect(await next()).toBe('second-token');
       expect(warnings).toHaveLength(1);
       writeFileSync(file, '\n');
+      now = 3_000;
       expect(await next()).toBe('second-token');
       expect(warnings[1]).toMatch(/is empty/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('shares one read between the requests that find the token due', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flashback-token-'));
+    const file = join(dir, 'token');
+    let now = 0;
+    try {
+      writeFileSync(file, 'first-token\n');
+      const next = await fileTokenSource(file, { onError: () => {}, now: () => now });
+      writeFileSync(file, 'second-token\n');
+      now = 5_000;
+      const [a, b] = [next(), next()];
+      expect(a).toBe(b);
+      expect(await a).toBe('second-token');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,9 @@
 import type { Dispatcher } from 'undici';
+import type { TokenSource } from './token.js';
 import { AbortedError, FlashbackApiError } from './errors.js';
 import { clip, parseStatsBody, type StatsResponse } from './response.js';
 import { Pacer, Semaphore, systemClock, type Clock } from './limiter.js';
+import { exchange, ExchangeTimeout, type Answer } from './exchange.js';
 
 /** The query of one poll, with the parameter names of the API reference. */
 export interface StatsQuery {
@@ -22,7 +24,7 @@ export interface ApiClientOptions {
   /** An undici Agent (keep-alive pool) shared by every request; closed by its owner. */
   readonly dispatcher: Dispatcher;
   /** Called before every request, so a rotated token is picked up without a restart. */
-  readonly token: () => string | Promise<string>;
+  readonly token: TokenSource;
   readonly timeoutMs: number;
   readonly concurrency: number;
   readonly retries: number;
@@ -79,34 +81,42 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
 
   async function attempt(url: URL, signal: AbortSignal | undefined): Promise<StatsResponse> {
     await slots.acquire(signal);
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), options.timeoutMs);
-    const combined = signal === undefined ? timeout.signal : AbortSignal.any([signal, timeout.signal]);
+    let answer: Answer;
     try {
-      const token = await options.token();
-      const res = await options.dispatcher.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: 'GET',
-        headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': options.userAgent },
-        signal: combined,
-        headersTimeout: options.timeoutMs,
-        bodyTimeout: options.timeoutMs,
-      });
-      options.onResponse?.(res.statusCode);
-      const body = await readCapped(res, options.maxResponseBytes);
-      return interpret(res.statusCode, res.headers, body, clock.now());
+      // A string when the source has one ready: no await between getting the slot and
+      // sending, so the request leaves before this turn of the event loop goes on.
+      const pending = options.token();
+      const token = typeof pending === 'string' ? pending : await pending;
+      answer = await exchange(
+        options.dispatcher,
+        {
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: 'GET',
+          headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': options.userAgent },
+          headersTimeout: options.timeoutMs,
+          bodyTimeout: options.timeoutMs,
+        },
+        { timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes },
+        signal,
+      );
     } catch (err) {
       if (signal?.aborted) throw new AbortedError({ cause: err });
       if (err instanceof FlashbackApiError) throw err;
-      if (timeout.signal.aborted) {
-        throw new FlashbackApiError('timeout', `no complete answer within ${options.timeoutMs / 1000}s`, { cause: err });
-      }
+      if (err instanceof ExchangeTimeout) throw new FlashbackApiError('timeout', err.message, { cause: err });
       throw classifyTransportError(err);
     } finally {
-      clearTimeout(timer);
+      // The slot bounds requests on the wire, not the work after them: the next request
+      // leaves now, while this answer waits its turn to be parsed.
       slots.release();
     }
+    options.onResponse?.(answer.status);
+    // Answers that arrived together are read together, and each one's next request sent,
+    // before any of them is parsed: parsing one must not hold back the others' next requests
+    // (a wave of answers would otherwise add its whole parse time to every round trip).
+    await new Promise((resolve) => setImmediate(resolve));
+    if (signal?.aborted) throw new AbortedError({ cause: signal.reason });
+    return interpret(answer.status, answer.headers, answer.body, clock.now());
   }
 
   async function fetchStats(query: StatsQuery, fetchOptions: FetchOptions = {}): Promise<StatsResponse> {
@@ -142,36 +152,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   };
 }
 
-/** Reads a body, cutting the connection as soon as it passes `max` bytes instead of buffering it. */
-async function readCapped(res: Dispatcher.ResponseData, max: number): Promise<Buffer> {
-  const declared = Number(res.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    discard(res.body);
-    throw new FlashbackApiError('too_large', `response of ${declared} bytes exceeds api.maxResponseBytes (${max})`, { status: res.statusCode });
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length;
-    if (size > max) {
-      discard(res.body);
-      throw new FlashbackApiError('too_large', `response exceeds api.maxResponseBytes (${max} bytes)`, { status: res.statusCode });
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks, size);
-}
-
-/**
- * Closes a body we will not read. Destroying an undici body emits an AbortError; without a
- * listener that would be an uncaught exception, which must never take the process down.
- */
-function discard(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => {});
-  body.destroy();
-}
-
-function interpret(status: number, headers: Dispatcher.ResponseData['headers'], body: Buffer, now: number): StatsResponse {
+function interpret(status: number, headers: Answer['headers'], body: Buffer, now: number): StatsResponse {
   if (status >= 200 && status < 300) {
     let json: unknown;
     try {

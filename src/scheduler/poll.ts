@@ -3,6 +3,7 @@ import type { PollUnit } from '../config/units.js';
 import type { ApiClient, StatsQuery } from '../api/client.js';
 import { AbortedError, FlashbackApiError } from '../api/errors.js';
 import { selectBucket } from '../api/bucket.js';
+import { pointFields } from '../api/response.js';
 import type { MetricStore } from '../store/store.js';
 
 /** Runs one poll of one unit; resolves true when it succeeded. Never rejects. */
@@ -28,6 +29,8 @@ export function queryOf(unit: PollUnit): StatsQuery {
  */
 export function createPoller(deps: PollerDeps): PollFn {
   const now = deps.now ?? Date.now;
+  // A unit's child logger is made when it first has something to say: at ten thousand units,
+  // loggers made up front for silent units would be megabytes of heap.
   const loggers = new WeakMap<PollUnit, Logger>();
   const logFor = (unit: PollUnit) => {
     let log = loggers.get(unit);
@@ -38,18 +41,17 @@ export function createPoller(deps: PollerDeps): PollFn {
   return async (unit, { signal, deadline }) => {
     const started = performance.now();
     const seconds = () => (performance.now() - started) / 1000;
-    const log = logFor(unit);
     try {
       const response = await deps.api.fetchStats(queryOf(unit), { signal, deadline });
       const at = now();
-      const bucket = selectBucket(response, unit.target.bucket, unit.target.timeBucketSizeMs / 1000, at / 1000);
+      const point = selectBucket(response, unit.target.bucket, unit.target.timeBucketSizeMs / 1000, at / 1000);
       deps.store.recordSuccess(unit.key, {
         at,
         durationSeconds: seconds(),
-        bucket,
+        bucket: point === undefined ? undefined : { ts: point.ts, fields: pointFields(point) },
         summary: unit.target.summary ? response.summary : undefined,
       });
-      log.debug({ duration_seconds: seconds(), points: response.series.length, bucket_ts: bucket?.ts }, 'poll succeeded');
+      if (deps.log.isLevelEnabled('debug')) logFor(unit).debug({ duration_seconds: seconds(), points: response.series.length, bucket_ts: point?.ts }, 'poll succeeded');
       return true;
     } catch (err) {
       if (err instanceof AbortedError) return false;
@@ -59,8 +61,8 @@ export function createPoller(deps: PollerDeps): PollFn {
           : new FlashbackApiError('invalid_response', `internal error: ${(err as Error)?.message ?? String(err)}`, { cause: err });
       deps.store.recordFailure(unit.key, { at: now(), durationSeconds: seconds(), reason: failure.reason, message: failure.message });
       const fields = { reason: failure.reason, status: failure.status, duration_seconds: seconds(), err: failure.message };
-      if (err === failure) log.warn(fields, 'poll failed');
-      else log.error({ ...fields, stack: (err as Error)?.stack }, 'poll failed with an unexpected error');
+      if (err === failure) logFor(unit).warn(fields, 'poll failed');
+      else logFor(unit).error({ ...fields, stack: (err as Error)?.stack }, 'poll failed with an unexpected error');
       return false;
     }
   };

@@ -80,7 +80,9 @@ export class Scheduler {
       if (group?.units.has(unit.key)) continue;
       if (group === undefined) this.#groups.set(schedule, (group = this.#createGroup(schedule)));
       group.units.set(unit.key, unit);
-      added.set(group, [...(added.get(group) ?? []), unit]);
+      let list = added.get(group);
+      if (list === undefined) added.set(group, (list = []));
+      list.push(unit);
     }
     let count = 0;
     for (const [group, list] of added) {
