@@ -106,7 +106,7 @@ async function run(
 
   if (flags.once) {
     const ok = await Promise.race([exporter.pollOnce(), stopping.then(() => false)]);
-    const chunks = await renderMetrics(exporter.store, exporter.telemetry.registry);
+    const chunks = await renderMetrics(exporter.store, exporter.telemetry.render);
     await new Promise<void>((resolve) => process.stdout.write(Buffer.concat(chunks), () => resolve()));
     await exporter.stop();
     return ok ? 0 : 1;

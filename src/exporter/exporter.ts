@@ -136,7 +136,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
 
   const handler = createHandler({
     store,
-    registry: telemetry.registry,
+    ownMetrics: telemetry.render,
     telemetryPath: options.telemetryPath ?? '/metrics',
     version: options.version,
     log,
@@ -163,6 +163,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
     stop: async () => {
       await scheduler.stop();
       await api.dispatcher.destroy();
+      telemetry.close();
     },
   };
 }

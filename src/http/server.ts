@@ -1,18 +1,17 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { gzipSync, constants as zlib } from 'node:zlib';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import type { MetricStore } from '../store/store.js';
+import type { MetricStore, Piece } from '../store/store.js';
 import { CONTENT_TYPE } from '../store/exposition.js';
 import { renderLanding } from './landing.js';
+import { storedGzipMember } from './gzip.js';
 
 /** What a reload reports back to POST /-/reload. */
 export type ReloadOutcome = { ok: true } | { ok: false; error: string };
 
 export interface HandlerDeps {
   readonly store: MetricStore;
-  /** prom-client registry of the exporter's own process-wide metrics. */
-  readonly registry: Registry;
+  /** The exporter's own metrics (process, runtime, its counters), rendered per scrape. */
+  readonly ownMetrics: () => Promise<string>;
   readonly telemetryPath: string;
   readonly version: string;
   readonly log: Logger;
@@ -21,9 +20,9 @@ export interface HandlerDeps {
   readonly now?: () => number;
 }
 
-/** The exposition: the store's pre-rendered series, then the registry's few. */
-export async function renderMetrics(store: MetricStore, registry: Registry): Promise<Buffer[]> {
-  const [snapshot, own] = await Promise.all([store.snapshot(), registry.metrics()]);
+/** The exposition: the store's pre-rendered series, then the exporter's own few. */
+export async function renderMetrics(store: MetricStore, ownMetrics: () => Promise<string>): Promise<Buffer[]> {
+  const [snapshot, own] = await Promise.all([store.snapshot(), ownMetrics()]);
   return [...snapshot.chunks, Buffer.from(own)];
 }
 
@@ -78,51 +77,53 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
 async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   res.setHeader('Content-Type', CONTENT_TYPE);
   res.setHeader('Vary', 'Accept-Encoding');
-  const [snapshot, own] = await Promise.all([deps.store.snapshot(), deps.registry.metrics()]);
-  if (acceptsGzip(req.headers['accept-encoding'])) {
-    // The store keeps its text as gzip members, which a gzip file may hold several of
-    // (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one stream: they are
-    // sent as cached (joined once per snapshot), followed by a member for the registry's few
-    // per-scrape lines. Nothing but those few lines is compressed on a scrape.
-    // A few KiB that change every scrape: stored, not compressed, which costs a copy and a CRC
-    // instead of a deflate run on the scrape's critical path.
-    const tail = gzipSync(own, { level: zlib.Z_NO_COMPRESSION });
-    res.setHeader('Content-Encoding', 'gzip');
-    res.setHeader('Content-Length', snapshot.gzipLength + tail.length);
-    if (req.method === 'HEAD') return void res.end();
-    res.writeHead(200);
-    const members = snapshot.gzipLength === 0 ? EMPTY : await snapshot.gzipped();
-    res.socket?.cork();
-    res.write(members);
-    res.end(tail);
-    res.socket?.uncork();
-    return;
-  }
-  const tail = Buffer.from(own);
-  res.setHeader('Content-Length', snapshot.byteLength + tail.length);
+  const gzip = acceptsGzip(req.headers['accept-encoding']);
+  if (gzip) res.setHeader('Content-Encoding', 'gzip');
+  const snapshot = await deps.store.snapshot();
   if (req.method === 'HEAD') return void res.end();
   res.writeHead(200);
-  // The plain text is rendered piece by piece (label sets in front of line tails) into
-  // Buffers reused from scrape to scrape, each written before the next is rendered, and the
-  // event loop gets a turn every few milliseconds.
+  // The store's text goes first, as it is kept: in pieces of up to 256 KiB in Buffers reused
+  // from scrape to scrape (plain text rendered into them as it goes, label sets in front of
+  // line tails; gzip members copied together), each written when the socket takes it, and the
+  // event loop gets a turn every few ms. The store keeps gzip members, which a gzip file may
+  // hold several of (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one
+  // stream: nothing is compressed on a scrape.
+  // The exporter's own few lines are taken once the first piece is on its way: their /proc
+  // reads and system calls then run while the client reads, instead of in front of the first
+  // byte. Their length is not known up front, so the body is chunked, as promhttp's are.
+  let own: Promise<string> | undefined;
+  await send(res, gzip ? snapshot.gzipPieces() : snapshot.pieces(), () => (own = deps.ownMetrics()));
+  if (res.destroyed) return;
+  const text = Buffer.from(await (own ?? deps.ownMetrics()));
+  // A gzip scrape gets them as a member of their own, stored rather than compressed: a few
+  // KiB that change every scrape.
+  res.end(gzip ? storedGzipMember(text) : text);
+}
+
+/** Writes pieces as the socket takes them, calling `afterFirst` once the first is written. */
+async function send(res: ServerResponse, pieces: Iterable<Piece>, afterFirst: () => void): Promise<void> {
   let slice = performance.now();
-  for (const piece of snapshot.pieces()) {
+  let first = true;
+  for (const piece of pieces) {
     if (res.destroyed) {
       piece.done();
       return;
     }
-    if (!res.write(piece.text, piece.done)) await drained(res);
+    const more = res.write(piece.text, piece.done);
+    if (first) {
+      first = false;
+      afterFirst();
+    }
+    if (!more) await drained(res);
     if (performance.now() - slice > YIELD_AFTER_MS) {
       await new Promise((resolve) => setImmediate(resolve));
       slice = performance.now();
     }
   }
-  if (!res.destroyed) res.end(tail);
 }
 
 // Work done for one response before the event loop gets a turn.
 const YIELD_AFTER_MS = 4;
-const EMPTY = Buffer.alloc(0);
 
 /** Resolves when the response can take more, or has been closed (the client left). */
 function drained(res: ServerResponse): Promise<void> {

@@ -25,7 +25,7 @@ export function sampleLine(name: string, labels: string, value: number): string 
 }
 
 /** The `# HELP` and `# TYPE` lines that open a metric family. */
-export function familyHeader(name: string, help: string, type: 'gauge' | 'counter'): string {
+export function familyHeader(name: string, help: string, type: 'gauge' | 'counter' | 'histogram'): string {
   return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;
 }
 

@@ -130,13 +130,22 @@ export interface Snapshot {
   readonly gzipLength: number;
   /** The plain text, rendered anew on each access (for --once and tests). */
   readonly chunks: readonly Buffer[];
-  /** The members as one Buffer, concatenated once per snapshot on first use. */
-  gzipped(): Promise<Buffer>;
   /**
    * The plain text in pieces of up to 256 KiB, each rendered when taken into a Buffer that is
    * reused: call `done` once the piece has been written out (or will not be).
    */
-  pieces(): Iterable<{ readonly text: Buffer; readonly done: () => void }>;
+  pieces(): Iterable<Piece>;
+  /**
+   * The gzip members in pieces of up to 256 KiB: slices of their concatenation, which is made
+   * once per snapshot, on its first gzip scrape, so a scrape copies nothing.
+   */
+  gzipPieces(): Iterable<Piece>;
+}
+
+/** Part of a response body, in a Buffer lent from the store's pool until `done` is called. */
+export interface Piece {
+  readonly text: Buffer;
+  readonly done: () => void;
 }
 
 /** A block's content at one rebuild; never changed afterwards, so snapshots can share it. */
@@ -301,7 +310,7 @@ function renderPart(part: Part, out: Buffer, offset: number): number {
   return offset + part.family.header.length;
 }
 
-function* pieces(parts: readonly Part[], pool: PiecePool): Generator<{ readonly text: Buffer; readonly done: () => void }> {
+function* pieces(parts: readonly Part[], pool: PiecePool): Generator<Piece> {
   for (let i = 0; i < parts.length; ) {
     const size = partLength(parts[i]!);
     if (size > PIECE_SIZE) {
@@ -315,6 +324,11 @@ function* pieces(parts: readonly Part[], pool: PiecePool): Generator<{ readonly 
     while (i < parts.length && offset + partLength(parts[i]!) <= PIECE_SIZE) offset = renderPart(parts[i++]!, piece, offset);
     yield { text: piece.subarray(0, offset), done: () => pool.give(piece) };
   }
+}
+
+/** `whole` in slices of up to a piece's size: several writes, each taken as the socket drains. */
+function* slices(whole: Buffer): Generator<Piece> {
+  for (let offset = 0; offset < whole.length; offset += PIECE_SIZE) yield { text: whole.subarray(offset, offset + PIECE_SIZE), done: () => {} };
 }
 
 interface UnitState {
@@ -545,7 +559,7 @@ export class MetricStore {
     const members = parts.map((part) => (part.view === undefined ? part.family.headerMember : part.view.member));
     const byteLength = parts.reduce((n, part) => n + partLength(part), 0);
     const gzipLength = members.reduce((n, m) => n + m.length, 0);
-    let concatenated: Promise<Buffer> | undefined;
+    let concatenated: Buffer | undefined;
     const snapshot: Snapshot = {
       version,
       members,
@@ -557,8 +571,8 @@ export class MetricStore {
         for (const part of parts) offset = renderPart(part, text, offset);
         return [text];
       },
-      gzipped: () => (concatenated ??= Promise.resolve(Buffer.concat(members, gzipLength))),
       pieces: () => pieces(parts, this.#pool),
+      gzipPieces: () => slices((concatenated ??= Buffer.concat(members, gzipLength))),
     };
     this.#snapshot = snapshot;
     return snapshot;

@@ -1,23 +1,19 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { RuntimeMetrics } from './runtime.js';
 
-// Default metrics left out. prom-client exports three "current count" gauges with a `_total`
-// suffix, which `promtool check metrics` rightly rejects; their unsuffixed twins carry the
-// same values. nodejs_eventloop_lag_seconds waits for an event-loop turn on every scrape to
-// take one sample, which the nodejs_eventloop_lag_{min,mean,max,stddev,p50,p90,p99}_seconds
-// histogram summary already covers, continuously and without delaying the scrape.
-const LEFT_OUT = new Set([
-  'nodejs_active_handles_total',
-  'nodejs_active_requests_total',
-  'nodejs_active_resources_total',
-  'nodejs_eventloop_lag_seconds',
-]);
-
-/** The exporter's process-wide metrics: few series, rendered by prom-client per scrape. */
+/**
+ * The exporter's own metrics: its counters and gauges in a prom-client registry, and the
+ * process and runtime metrics; a few dozen series, rendered on every scrape.
+ */
 export interface Telemetry {
   readonly registry: Registry;
   readonly apiRequests: Counter<'code'>;
   readonly reloadSuccessful: Gauge;
   readonly reloadSuccessTimestamp: Gauge;
+  /** The exposition text of all of them, as they are now. */
+  render(): Promise<string>;
+  /** Stops the runtime monitors (event-loop delay, GC observer). */
+  close(): void;
 }
 
 export interface TelemetryOptions {
@@ -29,14 +25,7 @@ export interface TelemetryOptions {
 /** Registers the exporter's own metrics on a fresh registry; nothing global is touched. */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const registry = new Registry();
-  if (options.processMetrics) {
-    const scratch = new Registry();
-    collectDefaultMetrics({ register: scratch });
-    // getMetricsAsArray() returns the metric instances; its typing says MetricObject.
-    for (const metric of scratch.getMetricsAsArray()) {
-      if (!LEFT_OUT.has(metric.name)) registry.registerMetric(metric as unknown as Metric);
-    }
-  }
+  const runtime = options.processMetrics ? new RuntimeMetrics() : undefined;
   new Gauge({
     name: 'flashback_exporter_build_info',
     help: 'A metric with a constant 1 value labeled by the version of the exporter and of Node.js it runs on.',
@@ -59,5 +48,12 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     help: 'Unix time of the last successful configuration load.',
     registers: [registry],
   });
-  return { registry, apiRequests, reloadSuccessful, reloadSuccessTimestamp };
+  return {
+    registry,
+    apiRequests,
+    reloadSuccessful,
+    reloadSuccessTimestamp,
+    render: async () => (runtime === undefined ? '' : runtime.render()) + (await registry.metrics()),
+    close: () => runtime?.close(),
+  };
 }

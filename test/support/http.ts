@@ -5,6 +5,8 @@ export interface RawResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
+  /** Whether the whole message arrived: for a chunked body, up to its last chunk. */
+  readonly complete: boolean;
 }
 
 /** Sends one request with exactly the given headers and returns the bytes as sent. */
@@ -13,7 +15,7 @@ export function rawRequest(url: string, options: { method?: string; headers?: Re
     const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {} }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), complete: res.complete }));
       res.on('error', reject);
     });
     req.on('error', reject);

@@ -1,0 +1,110 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import fc from 'fast-check';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { RuntimeMetrics } from '../src/telemetry/runtime.js';
+import { createTelemetry } from '../src/telemetry/telemetry.js';
+import { storedGzipMember } from '../src/http/gzip.js';
+import { PROMTOOL_HINT, requireTool } from './support/tools.js';
+
+const open: RuntimeMetrics[] = [];
+function runtime(): RuntimeMetrics {
+  const metrics = new RuntimeMetrics();
+  open.push(metrics);
+  return metrics;
+}
+afterEach(() => {
+  for (const metrics of open.splice(0)) metrics.close();
+});
+
+/** `# HELP` and `# TYPE` lines: a family's name, type and help text. */
+const headers = (text: string) => text.split('\n').filter((line) => line.startsWith('# '));
+/** The value of an unlabelled sample. */
+function sample(text: string, name: string): number {
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  if (!match) throw new Error(`no sample ${name} in:\n${text}`);
+  return Number(match[1]);
+}
+
+// Deliberately not rendered; see src/telemetry/runtime.ts for why.
+const LEFT_OUT = [
+  'nodejs_active_handles',
+  'nodejs_active_handles_total',
+  'nodejs_active_requests',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+  'nodejs_eventloop_lag_seconds',
+];
+
+describe('the process and runtime metrics', () => {
+  it("have the names, types and help texts of prom-client's default metrics, less those left out on purpose", async () => {
+    const reference = new Registry();
+    collectDefaultMetrics({ register: reference });
+    const theirs = headers(await reference.metrics()).filter((line) => !LEFT_OUT.includes(line.split(' ')[2]!));
+    expect(headers(runtime().render())).toEqual(theirs);
+  });
+
+  it('read the values prom-client reads', async () => {
+    const text = runtime().render();
+    // Counted the same way a moment apart: allow for descriptors opened in between.
+    expect(Math.abs(sample(text, 'process_open_fds') - (readdirSync('/proc/self/fd').length - 1))).toBeLessThanOrEqual(2);
+    expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(10e6);
+    expect(sample(text, 'process_virtual_memory_bytes')).toBeGreaterThan(sample(text, 'process_resident_memory_bytes'));
+    expect(sample(text, 'process_start_time_seconds')).toBeCloseTo(Date.now() / 1000 - process.uptime(), -1);
+    expect(sample(text, 'process_cpu_seconds_total')).toBeCloseTo(sample(text, 'process_cpu_user_seconds_total') + sample(text, 'process_cpu_system_seconds_total'), 6);
+    expect(text).toContain(`nodejs_version_info{version="${process.version}",`);
+    expect(text).toMatch(/^nodejs_heap_space_size_used_bytes\{space="old"\} [1-9]\d*$/m);
+  });
+
+  it('count garbage collections by kind, with cumulative buckets', async () => {
+    const metrics = runtime();
+    let garbage: unknown[] = [];
+    for (let i = 0; i < 200_000; i++) garbage.push({ i });
+    garbage = [];
+    // The GC observer is told asynchronously.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const text = metrics.render();
+    const count = sample(text, 'nodejs_gc_duration_seconds_count\\{kind="minor"\\}');
+    expect(count).toBeGreaterThan(0);
+    expect(sample(text, 'nodejs_gc_duration_seconds_bucket\\{le="\\+Inf",kind="minor"\\}')).toBe(count);
+    const buckets = [...text.matchAll(/^nodejs_gc_duration_seconds_bucket\{le="[^"]+",kind="minor"\} (\d+)$/gm)].map((m) => Number(m[1]));
+    expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+  });
+
+  it('pass promtool check metrics without a remark, together with the exporter\'s own', async () => {
+    const promtool = requireTool('promtool', PROMTOOL_HINT);
+    const telemetry = createTelemetry({ version: '1.2.3', processMetrics: true });
+    try {
+      telemetry.apiRequests.inc({ code: '200' });
+      const result = spawnSync(promtool, ['check', 'metrics'], { input: await telemetry.render(), encoding: 'utf8' });
+      expect(result.stdout + result.stderr).toBe('');
+      expect(result.status).toBe(0);
+    } finally {
+      telemetry.close();
+    }
+  });
+});
+
+describe('a stored gzip member', () => {
+  it('inflates to its input, across the 64 KiB block boundary and for nothing at all', () => {
+    for (const size of [0, 1, 65_535, 65_536, 200_000]) {
+      const data = Buffer.alloc(size, 'a');
+      expect(gunzipSync(storedGzipMember(data)).equals(data)).toBe(true);
+    }
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 140_000 }), (bytes) => {
+        expect(gunzipSync(storedGzipMember(Buffer.from(bytes))).equals(Buffer.from(bytes))).toBe(true);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('follows other members as part of one gzip stream', () => {
+    const first = Buffer.from('# HELP a A.\n');
+    const second = Buffer.from('a 1\n');
+    const stream = Buffer.concat([storedGzipMember(first), storedGzipMember(second)]);
+    expect(gunzipSync(stream).toString()).toBe('# HELP a A.\na 1\n');
+  });
+});
