@@ -11,6 +11,7 @@ import { parseFlags, FlagError } from '../src/cli/flags.js';
 import { describePlan } from '../src/cli/check.js';
 import { parseConfig } from '../src/config/load.js';
 import { expandUnits } from '../src/config/units.js';
+import { imageNodeFlags } from './support/tools.js';
 
 const DIR = new URL('../deploy/kubernetes/sharded/', import.meta.url);
 
@@ -118,10 +119,11 @@ describe('the sharded StatefulSet', () => {
     expect(() => parseFlags(podArgs(spec.replicas))).toThrow(FlagError);
   });
 
-  it('sets NODE_OPTIONS that Node accepts', () => {
+  it('sets a heap ceiling in NODE_OPTIONS that Node accepts', () => {
     const options = container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
     expect(options).toMatch(/--max-old-space-size=\d+/);
-    const result = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(require("v8").getHeapStatistics().heap_size_limit))'], {
+    // As the pod runs it: the image's own node flags, then NODE_OPTIONS.
+    const result = spawnSync(process.execPath, [...imageNodeFlags(), '-e', 'process.stdout.write(String(require("v8").getHeapStatistics().heap_size_limit))'], {
       env: { ...process.env, NODE_OPTIONS: options },
       encoding: 'utf8',
     });

@@ -73,11 +73,31 @@ describe('the process and runtime metrics', () => {
     expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
   });
 
+  it("render the exporter's own metrics again when they change, and only then", async () => {
+    const telemetry = createTelemetry({ version: '1.2.3', processMetrics: false });
+    const metrics = telemetry.registry.metrics.bind(telemetry.registry);
+    let renders = 0;
+    telemetry.registry.metrics = () => (renders++, metrics());
+    const first = await telemetry.render();
+    expect(await telemetry.render()).toBe(first);
+    expect(renders).toBe(1);
+    telemetry.countResponse(200);
+    expect(await telemetry.render()).toMatch(/^flashback_exporter_api_requests_total\{code="200"\} 1$/m);
+    telemetry.configLoaded(true, 1_700_000_000_000);
+    const loaded = await telemetry.render();
+    expect(loaded).toMatch(/^flashback_exporter_config_last_reload_successful 1$/m);
+    expect(loaded).toMatch(/^flashback_exporter_config_last_reload_success_timestamp_seconds 1700000000$/m);
+    telemetry.configLoaded(false, 1_700_000_100_000);
+    expect(await telemetry.render()).toMatch(/^flashback_exporter_config_last_reload_successful 0$/m);
+    expect(await telemetry.render()).toMatch(/^flashback_exporter_config_last_reload_success_timestamp_seconds 1700000000$/m);
+    expect(renders).toBe(4);
+  });
+
   it('pass promtool check metrics without a remark, together with the exporter\'s own', async () => {
     const promtool = requireTool('promtool', PROMTOOL_HINT);
     const telemetry = createTelemetry({ version: '1.2.3', processMetrics: true });
     try {
-      telemetry.apiRequests.inc({ code: '200' });
+      telemetry.countResponse(200);
       const result = spawnSync(promtool, ['check', 'metrics'], { input: await telemetry.render(), encoding: 'utf8' });
       expect(result.stdout + result.stderr).toBe('');
       expect(result.status).toBe(0);

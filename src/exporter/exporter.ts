@@ -78,7 +78,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
       maxResponseBytes: settings.maxResponseBytes,
       maxRequestsPerSecond: settings.maxRequestsPerSecond,
       userAgent: `flashback-exporter/${options.version}`,
-      onResponse: (status) => telemetry.apiRequests.inc({ code: String(status) }),
+      onResponse: (status) => telemetry.countResponse(status),
       onRetry: (err, attempt, delayMs) => log.debug({ reason: err.reason, attempt, delay_ms: delayMs }, 'retrying a transient failure'),
     });
     return { settings, dispatcher, poll: createPoller({ api, store, log, now }) };
@@ -99,16 +99,13 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
     store.setUnits(specs(next));
     return scheduler.setUnits(next);
   };
-  const loaded = () => {
-    telemetry.reloadSuccessful.set(1);
-    telemetry.reloadSuccessTimestamp.set(now() / 1000);
-  };
+  const loaded = () => telemetry.configLoaded(true, now());
   loaded();
 
   const reload = async (): Promise<ReloadOutcome> => {
     const result = await options.loadConfig();
     if (!result.ok) {
-      telemetry.reloadSuccessful.set(0);
+      telemetry.configLoaded(false, now());
       for (const problem of result.problems) log.error({ problem: formatProblem(problem) }, 'configuration reload failed; keeping the running configuration');
       return { ok: false, error: result.problems.map(formatProblem).join('\n') };
     }
@@ -117,7 +114,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
       try {
         next = await buildApi(result.config.api);
       } catch (err) {
-        telemetry.reloadSuccessful.set(0);
+        telemetry.configLoaded(false, now());
         const error = `cannot use the new api section: ${(err as Error).message}`;
         log.error({ err: error }, 'configuration reload failed; keeping the running configuration');
         return { ok: false, error };

@@ -123,7 +123,7 @@ async function send(res: ServerResponse, pieces: Iterable<Piece>, afterFirst: ()
 }
 
 // Work done for one response before the event loop gets a turn.
-const YIELD_AFTER_MS = 4;
+const YIELD_AFTER_MS = 2;
 
 /** Resolves when the response can take more, or has been closed (the client left). */
 function drained(res: ServerResponse): Promise<void> {

@@ -7,9 +7,10 @@ import { RuntimeMetrics } from './runtime.js';
  */
 export interface Telemetry {
   readonly registry: Registry;
-  readonly apiRequests: Counter<'code'>;
-  readonly reloadSuccessful: Gauge;
-  readonly reloadSuccessTimestamp: Gauge;
+  /** Counts an HTTP answer of the Flashback API (flashback_exporter_api_requests_total). */
+  countResponse(status: number): void;
+  /** Records a configuration load or reload attempt, and when it succeeded. */
+  configLoaded(ok: boolean, atMs: number): void;
   /** The exposition text of all of them, as they are now. */
   render(): Promise<string>;
   /** Stops the runtime monitors (event-loop delay, GC observer). */
@@ -48,12 +49,25 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     help: 'Unix time of the last successful configuration load.',
     registers: [registry],
   });
+  // The registry's text changes only when one of its few metrics does: it is rendered again
+  // then, not on every scrape. Exact, unlike the process metrics, which move all the time.
+  let changes = 0;
+  let rendered: { readonly at: number; readonly text: Promise<string> } | undefined;
   return {
     registry,
-    apiRequests,
-    reloadSuccessful,
-    reloadSuccessTimestamp,
-    render: async () => (runtime === undefined ? '' : runtime.render()) + (await registry.metrics()),
+    countResponse: (status) => {
+      apiRequests.inc({ code: String(status) });
+      changes++;
+    },
+    configLoaded: (ok, atMs) => {
+      reloadSuccessful.set(ok ? 1 : 0);
+      if (ok) reloadSuccessTimestamp.set(atMs / 1000);
+      changes++;
+    },
+    render: async () => {
+      if (rendered?.at !== changes) rendered = { at: changes, text: registry.metrics() };
+      return (runtime === undefined ? '' : runtime.render()) + (await rendered.text);
+    },
     close: () => runtime?.close(),
   };
 }

@@ -1,8 +1,9 @@
 // The Dockerfile and .dockerignore, read statically. The image itself is built and run by
 // scripts/container-smoke.sh (CI runs it separately: it takes a while and needs root).
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { repoPath } from '../support/tools.js';
+import { imageNodeFlags, repoPath } from '../support/tools.js';
 
 interface Instruction {
   op: string;
@@ -68,10 +69,19 @@ describe('the Dockerfile', () => {
     const entrypoint = execForm(last('ENTRYPOINT'));
     expect(entrypoint, 'exec form: a shell form would make /bin/sh PID 1 and swallow SIGTERM').not.toBeNull();
     expect(entrypoint![0]).toMatch(/(^|\/)node$/);
-    expect(entrypoint![1]).toBe('/app/dist/main.js');
+    expect(entrypoint!.at(-1)).toBe('/app/dist/main.js');
     expect(entrypoint!.join(' ')).not.toMatch(/npm|\bsh\b/);
     expect(execForm(last('CMD'))).toEqual(['--config.file=/etc/flashback-exporter/config.yaml']);
     expect(last('WORKDIR')).toBe('/app');
+  });
+
+  it('runs node with a small young generation and GC on the main thread, flags this Node accepts', () => {
+    const flags = imageNodeFlags();
+    expect(flags).toEqual(execForm(last('ENTRYPOINT'))!.slice(1, -1));
+    expect(flags).toEqual(['--max-semi-space-size=8', '--single-threaded-gc']);
+    const result = spawnSync(process.execPath, [...flags, '-e', 'process.stdout.write(String(require("v8").getHeapSpaceStatistics().length))'], { encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
   });
 
   it('exposes 9877', () => {

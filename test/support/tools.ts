@@ -1,6 +1,6 @@
 // Running the real tools (promtool, prometheus, the built exporter) from tests.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -43,6 +43,16 @@ export function run(cmd: string, args: readonly string[], options: { cwd?: strin
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * The node flags the image's ENTRYPOINT runs the exporter with (between `node` and the
+ * script): what the benchmark and the manifests' tests run it with too.
+ */
+export function imageNodeFlags(): string[] {
+  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(repoPath('Dockerfile'), 'utf8'))?.[1];
+  if (entrypoint === undefined) throw new Error('the Dockerfile has no exec-form ENTRYPOINT');
+  return (JSON.parse(entrypoint) as string[]).slice(1, -1);
 }
 
 export const PROMTOOL_HINT = 'apt-get install prometheus (Debian ships promtool with it)';
