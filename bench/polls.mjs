@@ -1,7 +1,9 @@
 // The whole exporter (createExporter: config → scheduler → undici → store → HTTP, as main.js
 // builds it) polling `units` poll units against the fake API at `concurrency`, in its own process.
-// It measures the first round of polls: wall time (throughput), CPU, and the event-loop delay while
-// the round starts and while its answers land; the parent scrapes it meanwhile and asks for memory.
+// It measures two rounds of polls: the first, which builds every unit's state, and the next one,
+// started by the cron schedule as every later round is (the steady state). For each: wall time
+// (throughput), CPU, and the event-loop delay while the answers land; the parent scrapes it
+// meanwhile and asks for memory.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { Writable } from 'node:stream';
@@ -11,10 +13,14 @@ import { listen } from '../dist/http/server.js';
 import { createLogger } from '../dist/log/logger.js';
 import { staticTokenSource } from '../dist/api/token.js';
 
-const [apiUrl, unitsArg, concurrencyArg] = process.argv.slice(2);
+const [apiUrl, unitsArg, concurrencyArg, periodArg] = process.argv.slice(2);
 const units = Number(unitsArg);
 const concurrency = Number(concurrencyArg);
-if (!apiUrl || !(units > 0) || units % 10 !== 0 || !(concurrency > 0)) throw new Error('usage: polls.mjs <api url> <units, a multiple of 10> <concurrency>');
+// Seconds between rounds: a divisor of 60, longer than the first round takes.
+const period = Number(periodArg);
+if (!apiUrl || !(units > 0) || units % 10 !== 0 || !(concurrency > 0) || !(60 % period === 0)) {
+  throw new Error('usage: polls.mjs <api url> <units, a multiple of 10> <concurrency> <seconds between rounds, a divisor of 60>');
+}
 
 // Workspaces × 10 models × up to 100 users each: the filter matrices of a large organisation.
 const models = Array.from({ length: 10 }, (_, i) => `model-${i}`);
@@ -32,7 +38,7 @@ const yaml = `api:
   concurrency: ${concurrency}
   retries: 0
 defaults:
-  schedule: "0 0 0 1 1 *"   # only the round at start runs during the benchmark
+  schedule: "*/${period} * * * * *"
   summary: true
 limits:
   maxSeries: 10000000
@@ -54,34 +60,69 @@ const exporter = await createExporter({
 const server = await listen(exporter.handler, { host: '127.0.0.1', port: 0 });
 const eld = monitorEventLoopDelay({ resolution: 1 });
 
+// Polls finished, counted where they land (the benchmark's own instrument, not the exporter's).
+let finished = 0;
+let failed = 0;
+const { store } = exporter;
+for (const method of ['recordSuccess', 'recordFailure']) {
+  const record = store[method].bind(store);
+  store[method] = (key, result) => {
+    finished++;
+    if (method === 'recordFailure') failed++;
+    record(key, result);
+  };
+}
+const until = (condition) =>
+  new Promise((resolve) => {
+    const timer = setInterval(() => condition() && (clearInterval(timer), resolve()), 1);
+  });
+const sleepUntil = (epochMs) => new Promise((resolve) => setTimeout(resolve, Math.max(0, epochMs - Date.now())));
+
+/**
+ * Measures one round: `begin` (timed apart: it blocks the event loop), then until every unit
+ * has finished a poll; the round's time is counted from the epoch ms `from`.
+ */
+async function round(begin, from = Date.now()) {
+  finished = failed = 0;
+  eld.enable();
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const origin = started + (from - Date.now());
+  await begin();
+  const startMs = performance.now() - started;
+  eld.reset();
+  await until(() => finished >= units);
+  const elapsedMs = performance.now() - origin;
+  const used = process.cpuUsage(cpu);
+  eld.disable();
+  return {
+    units,
+    failed,
+    elapsedMs,
+    startMs,
+    landingEldMaxMs: eld.max / 1e6,
+    landingEldP99Ms: eld.percentile(99) / 1e6,
+    cpuMsPerPoll: (used.user + used.system) / 1000 / units,
+  };
+}
+
+let nextTick;
 process.on('message', async (msg) => {
-  if (msg.cmd === 'start') {
-    eld.enable();
-    const cpu = process.cpuUsage();
-    const started = performance.now();
-    // The scheduler starts every unit's first poll in one synchronous call: the event loop is
-    // blocked for all of it, so it is measured apart from the landing of the answers.
-    await exporter.start();
-    const startMs = performance.now() - started;
-    eld.reset();
-    await new Promise((resolve) => {
-      const timer = setInterval(() => exporter.store.ready && (clearInterval(timer), resolve()), 1);
-    });
-    const elapsedMs = performance.now() - started;
-    const used = process.cpuUsage(cpu);
-    const failed = exporter.store.statuses().filter((s) => s.up !== true).length;
-    process.send({
-      id: msg.id,
-      units: exporter.store.unitCount,
-      failed,
-      elapsedMs,
-      startMs,
-      landingEldMaxMs: eld.max / 1e6,
-      landingEldP99Ms: eld.percentile(99) / 1e6,
-      cpuMsPerPoll: (used.user + used.system) / 1000 / units,
-      logLines: logged,
-    });
-    eld.disable();
+  if (msg.cmd === 'first') {
+    // Start just after a tick of the schedule, so the first round ends before the next one.
+    const boundary = Math.ceil(Date.now() / (period * 1000)) * period * 1000;
+    await sleepUntil(boundary + 50);
+    nextTick = boundary + period * 1000;
+    // The scheduler queues every unit and starts the first polls in one synchronous call: the
+    // event loop is blocked for all of it, so it is measured apart from the landing of the answers.
+    const result = await round(() => exporter.start());
+    if (Date.now() >= nextTick) throw new Error(`the first round took longer than the ${period} s between rounds: raise it`);
+    process.send({ id: msg.id, ...result, logLines: logged });
+  } else if (msg.cmd === 'steady') {
+    // The next round is the schedule's: it begins at the tick, and is measured from a moment before.
+    await sleepUntil(nextTick - 20);
+    const result = await round(() => sleepUntil(nextTick), nextTick);
+    process.send({ id: msg.id, ...result, startMs: undefined, logLines: logged });
   } else if (msg.cmd === 'memory') {
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, Math.round(sp.physical_space_size / 2 ** 20)]));

@@ -24,27 +24,29 @@ const SIZES = args.sizes ? args.sizes.split(',').map(Number) : [1_000, 10_000, 1
 // B0 is B without the process_* and nodejs_* metrics prom-client renders on every scrape: the
 // store's path alone, for comparison; the targets are checked on B, the exporter as it runs.
 const VARIANTS = { A: 'prom-client', B: 'exporter', C: 'static Buffer', B0: 'exporter without process metrics' };
-// V8 flags that keep the exporter's heap (and so its resident memory) small; the sharded
-// Kubernetes variant sets them in NODE_OPTIONS. See docs/benchmarks.md.
-const TUNED = ['--max-semi-space-size=8', '--max-old-space-size=256'];
+// The node flags the image's ENTRYPOINT runs the exporter with (a small young generation, GC
+// on the main thread; see the Dockerfile): every server below runs with them, as shipped.
+// The 10k-unit poll round also runs with plain `node`, for comparison.
+const SHIPPED = imageNodeFlags();
 // Each window lasts `ms`, with at least `min` scrapes per scraper (`minSlow` for prom-client).
 const BUDGET = QUICK ? { warmup: 1, min: 4, minSlow: 2, max: 200, ms: 120 } : { warmup: 3, min: 30, minSlow: 15, max: 3000, ms: 2000 };
 const GAP_MS = 10;
-// Poll rounds: units and api.concurrency. The 10k round is also where RSS is measured.
-// `ceiling`: also time a bare undici client making the same requests (see ceiling.mjs).
-// `nodeOptions`: V8 flags for the exporter's process.
+// Poll runs: units and api.concurrency; each measures the first round (which builds every
+// unit's state) and, with `steady`, the schedule's next round (as every later one runs). The
+// 10k-unit runs are where RSS is measured. `ceiling`: also time a bare undici client making the
+// same requests (see ceiling.mjs). `nodeOptions`: V8 flags for the exporter's process.
 const POLL_RUNS = args.polls
-  ? args.polls.split(',').map((run) => ({ units: Number(run.split('@')[0]), concurrency: Number(run.split('@')[1]), ceiling: true }))
+  ? args.polls.split(',').map((run) => ({ units: Number(run.split('@')[0]), concurrency: Number(run.split('@')[1]), ceiling: true, steady: true, nodeOptions: SHIPPED }))
   : QUICK
     ? [
-        { units: 600, concurrency: 4, ceiling: true },
-        { units: 10_000, concurrency: 64, ceiling: false, nodeOptions: TUNED },
+        { units: 600, concurrency: 4, ceiling: true, steady: false, nodeOptions: SHIPPED },
+        { units: 10_000, concurrency: 16, ceiling: false, steady: false, nodeOptions: SHIPPED },
       ]
     : [
-        { units: 2_000, concurrency: 4, ceiling: true },
-        { units: 10_000, concurrency: 16, ceiling: true },
-        { units: 10_000, concurrency: 16, ceiling: false, nodeOptions: TUNED },
-        { units: 10_000, concurrency: 64, ceiling: true },
+        { units: 2_000, concurrency: 4, ceiling: true, steady: true, nodeOptions: SHIPPED },
+        { units: 10_000, concurrency: 16, ceiling: true, steady: true, nodeOptions: SHIPPED },
+        { units: 10_000, concurrency: 16, ceiling: false, steady: true, nodeOptions: [] },
+        { units: 10_000, concurrency: 64, ceiling: true, steady: false, nodeOptions: SHIPPED },
       ];
 const API_LATENCY_MS = 20;
 const TARGETS = { speedup: 10, vsStatic: 1.5, eldMaxMs: 10, heapRatio: 0.5, throughput: 0.9, rssBytes: 300e6 };
@@ -70,6 +72,13 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 
 /** A child process speaking the small request/answer protocol of server.mjs, polls.mjs and fake-api.mjs. */
+/** The node flags between `node` and the script in the Dockerfile's exec-form ENTRYPOINT. */
+function imageNodeFlags() {
+  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))?.[1];
+  if (entrypoint === undefined) throw new Error('the Dockerfile has no exec-form ENTRYPOINT');
+  return JSON.parse(entrypoint).slice(1, -1);
+}
+
 function spawnChild(script, argv, { exposeGc = false, nodeOptions = [] } = {}) {
   const execArgv = [...(exposeGc ? ['--expose-gc'] : []), ...nodeOptions];
   const child = fork(new URL(script, here), argv.map(String), { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -162,7 +171,7 @@ async function window(server, agent, gzip, scrapers, min) {
  */
 async function benchSize(size) {
   const servers = {};
-  for (const variant of Object.keys(VARIANTS)) servers[variant] = spawnChild('server.mjs', [variant, size], { exposeGc: true });
+  for (const variant of Object.keys(VARIANTS)) servers[variant] = spawnChild('server.mjs', [variant, size], { exposeGc: true, nodeOptions: SHIPPED });
   try {
     let series;
     for (const server of Object.values(servers)) {
@@ -224,33 +233,49 @@ async function benchSize(size) {
   }
 }
 
-/** The exporter polling `units` units against the fake API, scraped (gzip) every 250 ms meanwhile. */
-async function benchPolls({ units, concurrency, ceiling, nodeOptions = [] }) {
+/** Seconds between poll rounds: a divisor of 60 comfortably longer than the first round's expected time. */
+function roundPeriod(units, concurrency) {
+  const expected = (units / concurrency) * (API_LATENCY_MS / 1000) * 2 + 2;
+  return [5, 10, 15, 20, 30, 60].find((p) => p >= expected) ?? 60;
+}
+
+/**
+ * The exporter polling `units` units against the fake API, scraped (gzip) every 250 ms meanwhile:
+ * its first round and, with `steady`, the schedule's next one. One row per round.
+ */
+async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [] }) {
   const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
   const { port: apiPort } = await api.ready;
-  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency], { nodeOptions });
+  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, roundPeriod(units, concurrency)], { nodeOptions });
   try {
     const { port } = await exporter.ready;
     pin(exporter.pid, 0);
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    let landing = true;
-    const during = [];
-    const scraping = (async () => {
-      while (landing) {
-        during.push((await scrape(agent, port, true)).ms);
-        await sleep(250);
-      }
-    })();
-    const round = await exporter.call('start');
-    landing = false;
-    await scraping;
-    const api_ = await api.call('stats');
+    /** A round, with the exporter scraped meanwhile and the fake API's counts for it. */
+    const measure = async (cmd) => {
+      await api.call('reset');
+      let landing = true;
+      const during = [];
+      const scraping = (async () => {
+        while (landing) {
+          during.push((await scrape(agent, port, true)).ms);
+          await sleep(250);
+        }
+      })();
+      const round = await exporter.call(cmd);
+      landing = false;
+      await scraping;
+      during.sort((a, b) => a - b);
+      return { round, api: await api.call('stats'), during };
+    };
+    const rounds = [['first', await measure('first')]];
+    if (steady) rounds.push(['steady', await measure('steady')]);
     // Settled: what a Prometheus pair sees between poll rounds, and the memory it all takes.
     const plain = await scrape(agent, port, false, true);
     const zipped = await scrape(agent, port, true, true);
     // The process_* and nodejs_* values move between two scrapes; every other line must match.
-    const steady = (text) => text.split('\n').filter((l) => !/^(# (HELP|TYPE) )?(process|nodejs)_/.test(l));
-    if (steady(gunzipSync(zipped.body).toString()).join('\n') !== steady(plain.body.toString()).join('\n')) {
+    const settled = (text) => text.split('\n').filter((l) => !/^(# (HELP|TYPE) )?(process|nodejs)_/.test(l));
+    if (settled(gunzipSync(zipped.body).toString()).join('\n') !== settled(plain.body.toString()).join('\n')) {
       throw new Error('gzip /metrics does not decompress to the identity /metrics');
     }
     const series = plain.body.toString().split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
@@ -271,39 +296,41 @@ async function benchPolls({ units, concurrency, ceiling, nodeOptions = [] }) {
         await bare.exit();
       }
     }
-    const throughput = round.units / (round.elapsedMs / 1000);
     const ideal = concurrency / (API_LATENCY_MS / 1000);
-    during.sort((a, b) => a - b);
-    return {
-      units: round.units,
-      concurrency,
-      nodeOptions: nodeOptions.join(' '),
-      apiLatencyMs: API_LATENCY_MS,
-      failed: round.failed,
-      elapsedMs: round.elapsedMs,
-      throughputPerS: throughput,
-      idealPerS: ideal,
-      ofIdeal: throughput / ideal,
-      ceilingPerS,
-      ofCeiling: ceilingPerS === undefined ? undefined : throughput / ceilingPerS,
-      apiRequests: api_.requests,
-      apiConnections: api_.connections,
-      apiMaxInFlight: api_.maxInFlight,
-      cpuMsPerPoll: round.cpuMsPerPoll,
-      startMs: round.startMs,
-      landingEldMaxMs: round.landingEldMaxMs,
-      landingEldP99Ms: round.landingEldP99Ms,
-      scrapesWhileLanding: during.length,
-      scrapeWhileLandingP50Ms: percentile(during, 50),
-      scrapeWhileLandingMaxMs: during.at(-1),
-      series,
-      bytesIdentity: plain.bytes,
-      bytesGzip: zipped.bytes,
-      rssBytes: memory.rss,
-      peakRssBytes: memory.peakRss,
-      heapUsedBytes: memory.heapUsed,
-      externalBytes: memory.external,
-    };
+    return rounds.map(([name, { round, api: counts, during }]) => {
+      const throughput = round.units / (round.elapsedMs / 1000);
+      return {
+        round: name,
+        units: round.units,
+        concurrency,
+        nodeOptions: nodeOptions.join(' '),
+        apiLatencyMs: API_LATENCY_MS,
+        failed: round.failed,
+        elapsedMs: round.elapsedMs,
+        throughputPerS: throughput,
+        idealPerS: ideal,
+        ofIdeal: throughput / ideal,
+        ceilingPerS,
+        ofCeiling: ceilingPerS === undefined ? undefined : throughput / ceilingPerS,
+        apiRequests: counts.requests,
+        apiConnections: counts.connections,
+        apiMaxInFlight: counts.maxInFlight,
+        cpuMsPerPoll: round.cpuMsPerPoll,
+        startMs: round.startMs,
+        landingEldMaxMs: round.landingEldMaxMs,
+        landingEldP99Ms: round.landingEldP99Ms,
+        scrapesWhileLanding: during.length,
+        scrapeWhileLandingP50Ms: percentile(during, 50),
+        scrapeWhileLandingMaxMs: during.at(-1),
+        series,
+        bytesIdentity: plain.bytes,
+        bytesGzip: zipped.bytes,
+        rssBytes: memory.rss,
+        peakRssBytes: memory.peakRss,
+        heapUsedBytes: memory.heapUsed,
+        externalBytes: memory.external,
+      };
+    });
   } finally {
     await exporter.exit();
     await api.exit();
@@ -335,9 +362,9 @@ for (const size of args.only === 'polls' ? [] : SIZES) {
 const pollRows = [];
 for (const run of args.only === 'scrape' ? [] : POLL_RUNS) {
   process.stdout.write(`  polling ${run.units} units at concurrency ${run.concurrency}...`);
-  const r = await benchPolls(run);
-  pollRows.push(r);
-  process.stdout.write(` ${r.throughputPerS.toFixed(0)}/s\n`);
+  const rows = await benchPolls(run);
+  pollRows.push(...rows);
+  process.stdout.write(` ${rows.map((r) => `${r.round} ${r.throughputPerS.toFixed(0)}/s`).join(', ')}\n`);
 }
 
 // ---- ratios ----
@@ -345,7 +372,7 @@ function f(n, d = 2) {
   return n === undefined || Number.isNaN(n) ? '-' : n >= 100 ? n.toFixed(0) : n.toFixed(d);
 }
 function flagsNote(r) {
-  return r.nodeOptions ? `, node ${r.nodeOptions}` : '';
+  return r.nodeOptions === SHIPPED.join(' ') ? '' : r.nodeOptions ? `, node ${r.nodeOptions}` : ', plain node';
 }
 const largest = Math.max(0, ...scrapeRows.map((r) => r.series));
 const row = (variant, series, encoding, scrapers) => scrapeRows.find((r) => r.variant === variant && r.series === series && r.encoding === encoding && r.scrapers === scrapers);
@@ -378,16 +405,18 @@ if (scrapeRows.length > 0) {
   );
 }
 for (const r of pollRows) {
-  check(`event-loop delay max while ${r.units} units' polls land${flagsNote(r)} (p99 ${f(r.landingEldP99Ms, 1)} ms)`, r.landingEldMaxMs, `< ${TARGETS.eldMaxMs} ms`, r.landingEldMaxMs < TARGETS.eldMaxMs, ' ms');
+  check(`event-loop delay max while ${r.units} units' polls land, ${r.round} round${flagsNote(r)} (p99 ${f(r.landingEldP99Ms, 1)} ms)`, r.landingEldMaxMs, `< ${TARGETS.eldMaxMs} ms`, r.landingEldMaxMs < TARGETS.eldMaxMs, ' ms');
 }
 const memA = memoryRows.find((m) => m.variant === 'A' && m.series === largest);
 const memB = memoryRows.find((m) => m.variant === 'B' && m.series === largest);
 if (memA && memB) check(`heap+external per series at ${largest}: exporter / prom-client (${memB.bytesPerSeries.toFixed(0)} B / ${memA.bytesPerSeries.toFixed(0)} B)`, memB.bytesPerSeries / memA.bytesPerSeries, `<= ${TARGETS.heapRatio}`, memB.bytesPerSeries / memA.bytesPerSeries <= TARGETS.heapRatio, '×');
 for (const r of pollRows) {
-  check(`poll throughput, ${r.units} units at concurrency ${r.concurrency}, ${r.apiLatencyMs} ms API: of ideal`, r.ofIdeal, `>= ${TARGETS.throughput}`, r.ofIdeal >= TARGETS.throughput && r.failed === 0);
-  check(`keep-alive: sockets opened for ${r.apiRequests} requests at concurrency ${r.concurrency}`, r.apiConnections, `<= ${r.concurrency}`, r.apiConnections <= r.concurrency && r.apiRequests === r.units);
+  const bare = r.ofCeiling === undefined ? '' : ` (bare undici: ${f((r.ceilingPerS / r.idealPerS) * 100, 1)} %)`;
+  check(`poll throughput, ${r.units} units at concurrency ${r.concurrency}, ${r.round} round${flagsNote(r)}, ${r.apiLatencyMs} ms API: of ideal${bare}`, r.ofIdeal, `>= ${TARGETS.throughput}`, r.ofIdeal >= TARGETS.throughput && r.failed === 0);
+  check(`keep-alive: sockets opened for ${r.apiRequests} requests at concurrency ${r.concurrency}, ${r.round} round`, r.apiConnections, `<= ${r.concurrency}`, r.apiConnections <= r.concurrency && r.apiRequests === r.units);
 }
-for (const r of pollRows.filter((p) => p.units === 10_000)) {
+// Peak RSS is the process's whole life, both rounds: reported once per run.
+for (const r of pollRows.filter((p) => p.units === 10_000 && p.round === 'first')) {
   check(`peak RSS at ${r.units} units with summary statistics (${r.series} series)${flagsNote(r)}`, r.peakRssBytes / 1e6, `< ${TARGETS.rssBytes / 1e6} MB`, r.peakRssBytes < TARGETS.rssBytes, ' MB');
 }
 
@@ -420,9 +449,10 @@ console.log(table(['series', 'A prom-client', 'B exporter', 'C static', 'B/A'], 
   return [s, f(a, 0), f(b, 0), f(c, 0), f(b / a)];
 })));
 console.log(`\nPolls against a fake API with ${API_LATENCY_MS} ms latency (the whole exporter, scraped with gzip every 250 ms meanwhile):`);
-console.log(table(['units', 'conc.', 'node flags', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'bare undici/s', 'of bare', 'requests', 'sockets', 'CPU/poll ms', 'start (blocking) ms', 'ELD landing', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
-  r.units, r.concurrency, r.nodeOptions || '-', f(r.elapsedMs / 1000), f(r.throughputPerS, 0), f(r.idealPerS, 0), `${(r.ofIdeal * 100).toFixed(1)}%`, f(r.ceilingPerS, 0), r.ofCeiling === undefined ? '-' : `${(r.ofCeiling * 100).toFixed(1)}%`, r.apiRequests, r.apiConnections,
-  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.landingEldMaxMs, 1), `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
+console.log(`(node flags: "shipped" are the image's, ${SHIPPED.join(' ')}; RSS is after both rounds)`);
+console.log(table(['units', 'conc.', 'node flags', 'round', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'bare undici/s', 'of bare', 'requests', 'sockets', 'CPU/poll ms', 'start (blocking) ms', 'ELD landing max', 'ELD p99', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
+  r.units, r.concurrency, r.nodeOptions === SHIPPED.join(' ') ? 'shipped' : r.nodeOptions || 'plain', r.round, f(r.elapsedMs / 1000), f(r.throughputPerS, 0), f(r.idealPerS, 0), `${(r.ofIdeal * 100).toFixed(1)}%`, f(r.ceilingPerS, 0), r.ofCeiling === undefined ? '-' : `${(r.ofCeiling * 100).toFixed(1)}%`, r.apiRequests, r.apiConnections,
+  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.landingEldMaxMs, 1), f(r.landingEldP99Ms, 1), `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
   f(r.rssBytes / 1e6, 0), f(r.peakRssBytes / 1e6, 0),
 ])));
 console.log('\nTargets of issue 5:');
