@@ -218,7 +218,7 @@ class Block {
    * Makes a new view: kept slots' tails are copied, changed ones encoded in place with the
    * label set their unit has now; then the text is rendered once to compress it.
    */
-  rebuild(family: FamilyText, labelsOf: (i: number) => Buffer, pool: PiecePool): void {
+  rebuild(family: FamilyText, labelSet: (i: number) => Buffer, pool: PiecePool): void {
     const old = this.view;
     const startOf = (i: number) => (i === 0 ? 0 : old.ends[i - 1]!);
     let total = 0;
@@ -244,7 +244,7 @@ class Block {
         let count = 0;
         for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) count++;
         lines[i] = count;
-        labels[i] = labelsOf(i);
+        labels[i] = labelSet(i);
       }
       ends[i] = offset;
       const label = labels[i];
@@ -364,9 +364,13 @@ class MemberPieces {
 interface UnitState {
   readonly spec: UnitSpec;
   readonly slot: number;
-  /** The label sets, rendered: the unit's own series', and its data series'. */
-  readonly unitLabels: Buffer;
-  readonly dataLabels: Buffer;
+  /**
+   * The label sets, rendered: the unit's own series', and its data series'. Rendered when the
+   * unit first publishes (see `labelsOf`), so adding ten thousand units does not hold the event
+   * loop for the escaping of all their labels at once.
+   */
+  unitLabels: Buffer | undefined;
+  dataLabels: Buffer | undefined;
   /** Families holding this unit's data series: cleared when data goes stale or is replaced. */
   dataFamilies: Family[];
   up: boolean | undefined;
@@ -375,6 +379,12 @@ interface UnitState {
   durationSeconds: number | undefined;
   lastError: string | undefined;
   errors: Map<string, number> | undefined;
+}
+
+/** A unit's rendered label set for its data series or its own, rendered on first use. */
+function labelsOf(unit: UnitState, which: 'data' | 'unit'): Buffer {
+  if (which === 'data') return (unit.dataLabels ??= Buffer.from(renderLabels(unit.spec.dataLabels)));
+  return (unit.unitLabels ??= Buffer.from(renderLabels(unit.spec.unitLabels)));
 }
 
 /**
@@ -438,8 +448,8 @@ export class MetricStore {
       const unit: UnitState = {
         spec,
         slot: this.#freeSlots.pop() ?? this.#nextSlot++,
-        unitLabels: Buffer.from(renderLabels(spec.unitLabels)),
-        dataLabels: Buffer.from(renderLabels(spec.dataLabels)),
+        unitLabels: undefined,
+        dataLabels: undefined,
         dataFamilies: [],
         up: undefined,
         lastAttemptAt: undefined,
@@ -464,16 +474,16 @@ export class MetricStore {
     next.clear();
     const add = (family: Family, line: string) => next.set(family, (next.get(family) ?? '') + line);
     if (result.bucket !== undefined) {
-      add(this.#bucketTs, tail(unit.dataLabels, '', result.bucket.ts));
+      add(this.#bucketTs, tail(labelsOf(unit, 'data'), '', result.bucket.ts));
       for (const [field, value] of result.bucket.fields) {
         if (!Number.isFinite(value)) continue;
         const family = this.#fields.get(field) ?? this.#extraFamily(field);
-        if (family !== undefined) add(family, tail(unit.dataLabels, '', value));
+        if (family !== undefined) add(family, tail(labelsOf(unit, 'data'), '', value));
       }
     }
     for (const [stat, value] of result.summary ?? []) {
       if (!Number.isFinite(value)) continue;
-      add(this.#windowStat, tail(unit.dataLabels, this.#extraLabel('stat', stat), value));
+      add(this.#windowStat, tail(labelsOf(unit, 'data'), this.#extraLabel('stat', stat), value));
     }
     for (const family of unit.dataFamilies) if (!next.has(family)) family.set(unit.slot, '');
     unit.dataFamilies.length = 0;
@@ -487,8 +497,8 @@ export class MetricStore {
     unit.lastSuccessAt = result.at;
     if (unit.dataFamilies.length > 0) this.#nextExpiry = Math.min(this.#nextExpiry, result.at + unit.spec.staleAfterMs);
     unit.lastError = undefined;
-    this.#up.set(unit.slot, tail(unit.unitLabels, '', 1));
-    this.#lastSuccess.set(unit.slot, tail(unit.unitLabels, '', result.at / 1000));
+    this.#up.set(unit.slot, tail(labelsOf(unit, 'unit'), '', 1));
+    this.#lastSuccess.set(unit.slot, tail(labelsOf(unit, 'unit'), '', result.at / 1000));
     this.#changed();
   }
 
@@ -502,9 +512,9 @@ export class MetricStore {
     unit.errors ??= new Map();
     unit.errors.set(failure.reason, (unit.errors.get(failure.reason) ?? 0) + 1);
     let lines = '';
-    for (const [reason, count] of unit.errors) lines += tail(unit.unitLabels, this.#extraLabel('reason', reason), count);
+    for (const [reason, count] of unit.errors) lines += tail(labelsOf(unit, 'unit'), this.#extraLabel('reason', reason), count);
     this.#errors.set(unit.slot, lines);
-    this.#up.set(unit.slot, tail(unit.unitLabels, '', 0));
+    this.#up.set(unit.slot, tail(labelsOf(unit, 'unit'), '', 0));
     this.#changed();
   }
 
@@ -580,7 +590,7 @@ export class MetricStore {
             family,
             (i) => {
               const unit = this.#bySlot[first + i]!;
-              return family.labels === 'data' ? unit.dataLabels : unit.unitLabels;
+              return labelsOf(unit, family.labels);
             },
             this.#pool,
           );
@@ -641,7 +651,7 @@ export class MetricStore {
     if (unit.lastAttemptAt === undefined) this.#attempted++;
     unit.lastAttemptAt = at;
     unit.durationSeconds = durationSeconds;
-    this.#duration.set(unit.slot, tail(unit.unitLabels, '', durationSeconds));
+    this.#duration.set(unit.slot, tail(labelsOf(unit, 'unit'), '', durationSeconds));
   }
 
   #clearData(unit: UnitState): void {
