@@ -85,7 +85,7 @@ export class FakeFlashback {
     res.write('{"success":true,"meta":{},"summary":{},"series":[');
     while (this.streamedBytes < total && !res.destroyed) {
       this.streamedBytes += chunk.length;
-      if (!res.write(chunk)) await new Promise((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+      if (!res.write(chunk)) await drainedOrClosed(res);
     }
     res.end('{"ts":1,"tokensIn":1,"tokensOut":1,"requests":1}]}');
   }
@@ -106,4 +106,17 @@ export class FakeFlashback {
     res.writeHead(reply.status ?? 200, { 'content-type': type, ...length, ...reply.headers });
     res.end(body);
   }
+}
+
+/** Resolves on 'drain' or 'close', whichever comes first, leaving no listener behind. */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
