@@ -16,6 +16,7 @@ const { values: args } = parseArgs({
     pin: { type: 'boolean', default: true },
     only: { type: 'string' },
     polls: { type: 'string' },
+    steady: { type: 'boolean', default: true },
   },
   allowNegative: true,
 });
@@ -36,7 +37,7 @@ const GAP_MS = 10;
 // 10k-unit runs are where RSS is measured. `ceiling`: also time a bare undici client making the
 // same requests (see ceiling.mjs). `nodeOptions`: V8 flags for the exporter's process.
 const POLL_RUNS = args.polls
-  ? args.polls.split(',').map((run) => ({ units: Number(run.split('@')[0]), concurrency: Number(run.split('@')[1]), ceiling: true, steady: true, nodeOptions: SHIPPED }))
+  ? args.polls.split(',').map((run) => ({ units: Number(run.split('@')[0]), concurrency: Number(run.split('@')[1]), ceiling: true, steady: args.steady, nodeOptions: SHIPPED }))
   : QUICK
     ? [
         { units: 600, concurrency: 4, ceiling: true, steady: false, nodeOptions: SHIPPED },
@@ -246,7 +247,7 @@ function roundPeriod(units, concurrency) {
 async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [] }) {
   const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
   const { port: apiPort } = await api.ready;
-  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, roundPeriod(units, concurrency)], { nodeOptions });
+  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, steady ? roundPeriod(units, concurrency) : 0], { nodeOptions });
   try {
     const { port } = await exporter.ready;
     pin(exporter.pid, 0);
