@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { generate, fillRegistry, fillStore } from './data.mjs';
 import { MetricStore } from '../dist/store/store.js';
 import { CONTENT_TYPE } from '../dist/store/exposition.js';
-import { createHandler, listen, renderMetrics } from '../dist/http/server.js';
+import { createHandler, drained, listen, renderMetrics } from '../dist/http/server.js';
 import { createTelemetry } from '../dist/telemetry/telemetry.js';
 
 const gzip = promisify(gzipCallback);
@@ -94,19 +94,6 @@ if (variant === 'A') {
       res.end();
     };
   }
-}
-
-/** Resolves when the response can take more, or has been closed. */
-function drained(res) {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }
 
 function acceptsGzip(req) {

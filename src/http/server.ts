@@ -126,7 +126,7 @@ async function send(res: ServerResponse, pieces: Iterable<Piece>, afterFirst: ()
 const YIELD_AFTER_MS = 2;
 
 /** Resolves when the response can take more, or has been closed (the client left). */
-function drained(res: ServerResponse): Promise<void> {
+export function drained(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);

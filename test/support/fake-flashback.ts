@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { drained } from '../../src/http/server.js';
 
 /** A request the fake received. */
 export interface FakeRequest {
@@ -85,7 +86,7 @@ export class FakeFlashback {
     res.write('{"success":true,"meta":{},"summary":{},"series":[');
     while (this.streamedBytes < total && !res.destroyed) {
       this.streamedBytes += chunk.length;
-      if (!res.write(chunk)) await drainedOrClosed(res);
+      if (!res.write(chunk)) await drained(res);
     }
     res.end('{"ts":1,"tokensIn":1,"tokensOut":1,"requests":1}]}');
   }
@@ -108,15 +109,3 @@ export class FakeFlashback {
   }
 }
 
-/** Resolves on 'drain' or 'close', whichever comes first, leaving no listener behind. */
-function drainedOrClosed(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
