@@ -88,33 +88,32 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
   // event loop gets a turn every few ms. The store keeps gzip members, which a gzip file may
   // hold several of (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one
   // stream: nothing is compressed on a scrape.
-  // The exporter's own few lines are taken once the first piece is on its way: their /proc
-  // reads and system calls then run while the client reads, instead of in front of the first
-  // byte. Their length is not known up front, so the body is chunked, as promhttp's are.
+  // The exporter's own few lines are taken once the socket has all it will take for now: their
+  // /proc reads and system calls then run while the client reads, instead of in front of its
+  // first byte or between pieces. Their length is not known up front, so the body is chunked,
+  // as promhttp's are.
   let own: Promise<string> | undefined;
-  await send(res, gzip ? snapshot.gzipPieces() : snapshot.pieces(), () => (own = deps.ownMetrics()));
+  const takeOwn = () => (own ??= deps.ownMetrics());
+  await send(res, gzip ? snapshot.gzipPieces() : snapshot.pieces(), takeOwn);
   if (res.destroyed) return;
-  const text = Buffer.from(await (own ?? deps.ownMetrics()));
+  const text = Buffer.from(await takeOwn());
   // A gzip scrape gets them as a member of their own, stored rather than compressed: a few
   // KiB that change every scrape.
   res.end(gzip ? storedGzipMember(text) : text);
 }
 
-/** Writes pieces as the socket takes them, calling `afterFirst` once the first is written. */
-async function send(res: ServerResponse, pieces: Iterable<Piece>, afterFirst: () => void): Promise<void> {
+/** Writes pieces as the socket takes them, calling `whileWaiting` before it first waits for one to drain. */
+async function send(res: ServerResponse, pieces: Iterable<Piece>, whileWaiting: () => void): Promise<void> {
   let slice = performance.now();
-  let first = true;
   for (const piece of pieces) {
     if (res.destroyed) {
       piece.done();
       return;
     }
-    const more = res.write(piece.text, piece.done);
-    if (first) {
-      first = false;
-      afterFirst();
+    if (!res.write(piece.text, piece.done)) {
+      whileWaiting();
+      await drained(res);
     }
-    if (!more) await drained(res);
     if (performance.now() - slice > YIELD_AFTER_MS) {
       await new Promise((resolve) => setImmediate(resolve));
       slice = performance.now();
