@@ -120,7 +120,7 @@ export const ConfigSchema = z
           .default('https://backend.flashback.tech'),
         tokenFile: nonEmptyString('a file path')
           .optional()
-          .describe('File holding the API token, re-read at every poll; else the env var FLASHBACK_TOKEN'),
+          .describe('File holding the API token, re-read once a second; else the env var FLASHBACK_TOKEN'),
         timeout: duration().default('15s').describe('Per request'),
         concurrency: z
           .int({ error: expect('must be a whole number') })
