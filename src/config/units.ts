@@ -41,8 +41,9 @@ export function expandUnits(config: Config, sharding: Sharding = { shard: 0, tot
   const units: PollUnit[] = [];
   for (const target of config.targets) {
     const digest = definitionDigest(target);
+    const pairs = targetPairs(target);
     for (const filters of filterCombinations(target)) {
-      const unit = makeUnit(target, filters, digest);
+      const unit = makeUnit(target, filters, digest, pairs);
       if (shardOf(unit.id, sharding.totalShards) === sharding.shard) units.push(unit);
     }
   }
@@ -92,20 +93,40 @@ function definitionDigest(target: TargetConfig): string {
   return createHash('sha256').update(JSON.stringify(target)).digest('base64url').slice(0, 22);
 }
 
-function makeUnit(target: TargetConfig, filters: Partial<Record<FilterKey, string>>, digest: string): PollUnit {
-  const unitLabels: [string, string][] = [
-    ['target', target.name],
-    ...FILTER_KEYS.map((k): [string, string] => [FILTER_LABELS[k], filters[k] ?? '']),
-  ];
-  const dataLabels: [string, string][] = [
-    ['target', target.name],
-    ['scope', target.scope],
-    ['scope_id', target.id ?? ''],
-    ['window', target.window],
-    ['bucket_size', target.timeBucketSize],
-    ...unitLabels.slice(1),
-    ...Object.entries(target.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-  ];
+type Pair = readonly [name: string, value: string];
+
+/** The label pairs every unit of a target shares, made once per target rather than per unit. */
+interface TargetPairs {
+  readonly target: Pair;
+  /** scope, scope_id, window, bucket_size. */
+  readonly scope: readonly Pair[];
+  /** The target's own labels, sorted by name. */
+  readonly own: readonly Pair[];
+  /** Each filter label with an empty value, for the filters a unit does not set. */
+  readonly unfiltered: Readonly<Record<FilterKey, Pair>>;
+}
+
+function targetPairs(target: TargetConfig): TargetPairs {
+  const pair = (name: string, value: string): Pair => Object.freeze([name, value] as const);
+  return {
+    target: pair('target', target.name),
+    scope: [pair('scope', target.scope), pair('scope_id', target.id ?? ''), pair('window', target.window), pair('bucket_size', target.timeBucketSize)],
+    own: Object.entries(target.labels)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, value]) => pair(name, value)),
+    unfiltered: Object.fromEntries(FILTER_KEYS.map((k) => [k, pair(FILTER_LABELS[k], '')])) as Record<FilterKey, Pair>,
+  };
+}
+
+function makeUnit(target: TargetConfig, filters: Partial<Record<FilterKey, string>>, digest: string, pairs: TargetPairs): PollUnit {
+  // Only the pairs of the filters this unit sets are its own: at ten thousand units, a copy of
+  // every pair per unit was a fifth of the live heap.
+  const filterPairs = FILTER_KEYS.map((k): Pair => {
+    const value = filters[k];
+    return value === undefined ? pairs.unfiltered[k] : Object.freeze([FILTER_LABELS[k], value] as const);
+  });
+  const unitLabels: Pair[] = [pairs.target, ...filterPairs];
+  const dataLabels: Pair[] = [pairs.target, ...pairs.scope, ...filterPairs, ...pairs.own];
   const filterText = FILTER_KEYS.filter((k) => filters[k] !== undefined)
     .map((k) => `${FILTER_LABELS[k]}=${JSON.stringify(filters[k])}`)
     .join(',');
