@@ -142,6 +142,29 @@ describe('metric store', () => {
     expect(gzip().equals(zipped)).toBe(true);
     expect(gunzipSync(zipped).equals(Buffer.concat(snapshot.chunks))).toBe(true);
   });
+
+  it("lends a retired snapshot's gzip pieces to the next one only after every response has written them", async () => {
+    const store = new MetricStore();
+    store.setUnits([spec('a')]);
+    store.recordSuccess('a', success(Date.now(), 1));
+    const first = await store.snapshot();
+    const [held] = [...first.gzipPieces()];
+    const heldBytes = Buffer.from(held!.text);
+    // A response is still writing `held` when a newer snapshot retires the first.
+    store.recordSuccess('a', success(Date.now(), 2));
+    const second = await store.snapshot();
+    const [other] = [...second.gzipPieces()];
+    expect(other!.text.buffer).not.toBe(held!.text.buffer);
+    expect(held!.text.equals(heldBytes)).toBe(true);
+    other!.done();
+    // Written: the first snapshot's Buffer goes back to the pool, and the next snapshot gets it.
+    held!.done();
+    store.recordSuccess('a', success(Date.now(), 3));
+    const third = await store.snapshot();
+    const [reused] = [...third.gzipPieces()];
+    expect([held!.text.buffer, other!.text.buffer]).toContain(reused!.text.buffer);
+    expect(gunzipSync(Buffer.from(reused!.text)).toString()).toMatch(/input_tokens\{[^}]*\} 3$/m);
+  });
 });
 
 describe('pre-rendered output against prom-client', () => {
