@@ -117,4 +117,30 @@ describe('scheduler', () => {
       await scheduler.stop();
     }
   });
+
+  it('queues a large round in steps, giving the event loop turns, and still polls every unit once', async () => {
+    const users = Array.from({ length: 1000 }, (_, i) => `u${i}`).join(', ');
+    const models = Array.from({ length: 30 }, (_, i) => `m${i}`).join(', ');
+    const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY, 'limits:\n  maxSeries: 1000000', `model: [${models}]\n      userId: [${users}]`));
+    if (!parsed.ok) throw new Error('bad config');
+    const units = expandUnits(parsed.config);
+    const polled = new Map<string, number>();
+    const scheduler = new Scheduler({
+      log: createLogger({ level: 'error', format: 'json', destination: new Writable({ write: (_c, _e, done) => done() }) }),
+      // Every queued unit starts at once: how many have started tells how many are queued.
+      poll: async (unit) => (polled.set(unit.key, (polled.get(unit.key) ?? 0) + 1), true),
+    });
+    try {
+      let startedAtFirstTurn = -1;
+      setImmediate(() => (startedAtFirstTurn = polled.size));
+      scheduler.setUnits(units);
+      await scheduler.idle();
+      expect(startedAtFirstTurn).toBeGreaterThan(0);
+      expect(startedAtFirstTurn).toBeLessThan(units.length);
+      expect(polled.size).toBe(30_000);
+      expect([...polled.values()].every((n) => n === 1)).toBe(true);
+    } finally {
+      await scheduler.stop();
+    }
+  });
 });

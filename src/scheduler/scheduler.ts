@@ -14,6 +14,9 @@ export interface SchedulerOptions {
   readonly maxActive?: () => number;
 }
 
+// How long a tick queues units before the event loop gets a turn.
+const ENQUEUE_STEP_MS = 1;
+
 interface Group {
   readonly task: ScheduledTask;
   readonly units: Map<string, PollUnit>;
@@ -45,6 +48,8 @@ export class Scheduler {
   #queueHead = 0;
   readonly #running = new Map<string, { controller: AbortController; done: Promise<boolean> }>();
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Ticks still putting their units in the queue (see #enqueue). */
+  #enqueuing = 0;
   #stopped = false;
 
   constructor(options: SchedulerOptions) {
@@ -87,14 +92,14 @@ export class Scheduler {
     let count = 0;
     for (const [group, list] of added) {
       count += list.length;
-      if (!this.#stopped) this.#enqueue(group, list);
+      if (!this.#stopped) this.#enqueue(group, list.values());
     }
     return { added: count, removed, kept: units.length - count };
   }
 
   /** Resolves once nothing is queued or running: after the first round, for tests and --once. */
   async idle(): Promise<void> {
-    if (this.#busy.size === 0) return;
+    if (this.#busy.size === 0 && this.#enqueuing === 0) return;
     const idle = (this.#idle ??= Promise.withResolvers<void>());
     await idle.promise;
   }
@@ -127,29 +132,47 @@ export class Scheduler {
 
   #tick(group: Group): void {
     if (this.#stopped) return;
-    const skipped = this.#enqueue(group, group.units.values());
-    if (skipped > 0) {
+    this.#enqueue(group, group.units.values(), (skipped) => {
       this.#log.warn(
         { schedule: group.task.getPattern(), skipped, units: group.units.size },
         'units still polling from an earlier tick were skipped; the schedule may be too tight for api.concurrency',
       );
-    }
+    });
   }
 
-  /** Queues the units of a group that are not already queued or running; returns how many were. */
-  #enqueue(group: Group, units: Iterable<PollUnit>): number {
+  /**
+   * Queues the units of a group that are not already queued or running, and tells `onSkipped`
+   * how many were. Ten thousand units take about 20 ms to queue; done in one go at a tick, that
+   * held the event loop (scrapes included) for all of it, so it goes in steps of about a
+   * millisecond, polls starting from the first step on. A Map's iterator survives the steps:
+   * units a reload removes meanwhile are not reached.
+   */
+  #enqueue(group: Group, units: Iterator<PollUnit>, onSkipped?: (skipped: number) => void): void {
     const deadline = group.task.getNextRun()?.getTime() ?? this.#now() + 60_000;
     let skipped = 0;
-    for (const unit of units) {
-      if (this.#busy.has(unit.key)) {
-        skipped++;
-        continue;
+    this.#enqueuing++;
+    const step = () => {
+      const until = performance.now() + ENQUEUE_STEP_MS;
+      for (let n = 1; !this.#stopped; n++) {
+        const next = units.next();
+        if (next.done) break;
+        const unit = next.value;
+        if (this.#busy.has(unit.key)) skipped++;
+        else {
+          this.#busy.add(unit.key);
+          this.#queue.push({ unit, group, deadline });
+        }
+        if (n % 64 === 0 && performance.now() > until) {
+          this.#pump();
+          setImmediate(step);
+          return;
+        }
       }
-      this.#busy.add(unit.key);
-      this.#queue.push({ unit, group, deadline });
-    }
-    this.#pump();
-    return skipped;
+      this.#enqueuing--;
+      if (skipped > 0 && !this.#stopped) onSkipped?.(skipped);
+      this.#pump();
+    };
+    step();
   }
 
   #pump(): void {
@@ -178,7 +201,7 @@ export class Scheduler {
   }
 
   #settle(): void {
-    if (this.#busy.size === 0 && this.#idle !== undefined) {
+    if (this.#busy.size === 0 && this.#enqueuing === 0 && this.#idle !== undefined) {
       this.#idle.resolve();
       this.#idle = undefined;
     }
