@@ -26,6 +26,10 @@ function success(at: number, tokensIn: number, extra: Partial<PollSuccess> = {})
   };
 }
 
+function labelText(pairs: readonly (readonly [string, string])[]): string {
+  return pairs.map(([name, value]) => `${name}="${value}"`).join(',');
+}
+
 async function text(store: MetricStore): Promise<string> {
   return Buffer.concat((await store.snapshot()).chunks).toString();
 }
@@ -165,6 +169,21 @@ describe('metric store', () => {
     expect([held!.text.buffer, other!.text.buffer]).toContain(reused!.text.buffer);
     expect(gunzipSync(Buffer.from(reused!.text)).toString()).toMatch(/input_tokens\{[^}]*\} 3$/m);
   });
+  it('renders a block whose lines outgrow its scratch space, every line intact', async () => {
+    // 128 units (one block) × 8 statistics with 400-character names: 430 KB of line tails,
+    // more than the 256 KiB a rebuild starts with.
+    const store = new MetricStore({ now: () => 0 });
+    const specs = Array.from({ length: 128 }, (_, i) => spec(`u${i}`));
+    const stats = Array.from({ length: 8 }, (_, j) => `${String(j).padStart(3, '0')}${'x'.repeat(397)}`);
+    store.setUnits(specs);
+    for (const [i, s] of specs.entries()) store.recordSuccess(s.key, success(0, i, { summary: stats.map((name, j) => [name, i * 10 + j] as const) }));
+    const lines = (await text(store)).split('\n').filter((l) => l.startsWith('flashback_private_chat_window_stat{'));
+    expect(lines).toHaveLength(128 * 8);
+    for (const [n, line] of lines.entries()) {
+      const [i, j] = [Math.floor(n / 8), n % 8];
+      expect(line).toBe(`flashback_private_chat_window_stat{${labelText(specs[i]!.dataLabels)},stat="${stats[j]}"} ${i * 10 + j}`);
+    }
+  });
 });
 
 describe('pre-rendered output against prom-client', () => {
@@ -200,10 +219,11 @@ describe('pre-rendered output against prom-client', () => {
 
 describe('store blocks under arbitrary changes', () => {
   // A reference model: what each unit should currently publish, rendered the simple way.
-  type Op = { kind: 'set'; keys: number[] } | { kind: 'ok'; key: number; value: number } | { kind: 'fail'; key: number } | { kind: 'empty'; key: number };
+  type Op = { kind: 'set'; keys: number[] } | { kind: 'ok'; key: number; value: number; stats: number } | { kind: 'fail'; key: number } | { kind: 'empty'; key: number };
   const op: fc.Arbitrary<Op> = fc.oneof(
     fc.record({ kind: fc.constant('set' as const), keys: fc.uniqueArray(fc.integer({ min: 0, max: 400 }), { maxLength: 300 }) }),
-    fc.record({ kind: fc.constant('ok' as const), key: fc.integer({ min: 0, max: 400 }), value: fc.integer({ min: 0, max: 1e9 }) }),
+    // Up to 12 summary statistics: units of one block with different counts of lines.
+    fc.record({ kind: fc.constant('ok' as const), key: fc.integer({ min: 0, max: 400 }), value: fc.integer({ min: 0, max: 1e9 }), stats: fc.integer({ min: 0, max: 12 }) }),
     fc.record({ kind: fc.constant('fail' as const), key: fc.integer({ min: 0, max: 400 }) }),
     fc.record({ kind: fc.constant('empty' as const), key: fc.integer({ min: 0, max: 400 }) }),
   );
@@ -212,7 +232,7 @@ describe('store blocks under arbitrary changes', () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
         const store = new MetricStore({ now: () => 0 });
-        const model = new Map<number, { value?: number; up?: number; errors: number }>();
+        const model = new Map<number, { value?: number; stats?: number; up?: number; errors: number }>();
         for (const o of ops) {
           if (o.kind === 'set') {
             store.setUnits(o.keys.map((k) => spec(`u${k}`)));
@@ -221,11 +241,12 @@ describe('store blocks under arbitrary changes', () => {
           } else if (model.has(o.key)) {
             const m = model.get(o.key)!;
             if (o.kind === 'ok') {
-              store.recordSuccess(`u${o.key}`, { at: 0, durationSeconds: 0, bucket: { ts: 1, fields: [['tokensIn', o.value]] }, summary: undefined });
-              Object.assign(m, { value: o.value, up: 1 });
+              const summary = Array.from({ length: o.stats }, (_, j) => [`s${j}`, o.value + j] as const);
+              store.recordSuccess(`u${o.key}`, { at: 0, durationSeconds: 0, bucket: { ts: 1, fields: [['tokensIn', o.value]] }, summary });
+              Object.assign(m, { value: o.value, up: 1, stats: o.stats });
             } else if (o.kind === 'empty') {
               store.recordSuccess(`u${o.key}`, { at: 0, durationSeconds: 0, bucket: undefined, summary: undefined });
-              Object.assign(m, { value: undefined, up: 1 });
+              Object.assign(m, { value: undefined, up: 1, stats: 0 });
             } else {
               store.recordFailure(`u${o.key}`, { at: 0, durationSeconds: 0, reason: 'network', message: '' });
               Object.assign(m, { up: 0, errors: m.errors + 1 });
@@ -248,6 +269,9 @@ describe('store blocks under arbitrary changes', () => {
           const unit = `target="u${k}",model="",user_id="",api_key_id="",ai_llm_id=""`;
           if (m.value !== undefined) want.push(`flashback_private_chat_input_tokens{target="u${k}",scope="org",scope_id="",window="24h",bucket_size="1h",model="",user_id="",api_key_id="",ai_llm_id=""} ${m.value}`);
           if (m.value !== undefined) want.push(`flashback_private_chat_bucket_timestamp_seconds{target="u${k}",scope="org",scope_id="",window="24h",bucket_size="1h",model="",user_id="",api_key_id="",ai_llm_id=""} 1`);
+          for (let j = 0; j < (m.stats ?? 0); j++) {
+            want.push(`flashback_private_chat_window_stat{target="u${k}",scope="org",scope_id="",window="24h",bucket_size="1h",model="",user_id="",api_key_id="",ai_llm_id="",stat="s${j}"} ${m.value! + j}`);
+          }
           if (m.up !== undefined) want.push(`flashback_exporter_target_up{${unit}} ${m.up}`);
           if (m.errors > 0) want.push(`flashback_exporter_poll_errors_total{${unit},reason="network"} ${m.errors}`);
         }

@@ -23,6 +23,9 @@ import {
 //   file (RFC 1952 §2.2), so a gzip scrape, what Prometheus asks for, sends cached bytes only.
 // - A plain-text scrape renders the blocks again, label sets copied in front of tails, into
 //   Buffers reused from one scrape to the next.
+// - A poll's values wait in their block's arrays, as numbers, until the block is rebuilt: with
+//   10,000 units polled, whatever a poll allocated and kept until then was promoted and swept
+//   by mark-compacts, whose pauses were the event loop's longest.
 const BLOCK_SIZE = 128;
 // A rebuild yields to the event loop after this much work, so scrapes of a large store
 // never stall polls or other requests for long.
@@ -207,62 +210,160 @@ function renderView(view: BlockView, family: FamilyText, out: Buffer, offset: nu
   return o;
 }
 
+/**
+ * One block of a family: its current view, and the lines that replace some slots' at the next
+ * rebuild. Those are kept as numbers and interned label strings in arrays the block keeps, not
+ * as text: a poll then leaves nothing behind that outlives a minor GC, where its line tails as
+ * strings (and the Map holding them) lived until the next rebuild, were promoted, and made most
+ * of the old generation's churn while 10,000 units' polls land.
+ */
 class Block {
   view: BlockView = EMPTY_VIEW;
-  /** Tails that replace a slot's at the next rebuild ('' removes its lines). */
-  readonly pending = new Map<number, string>();
+  /** Whether some slot has lines waiting for the next rebuild. */
+  dirty = false;
+  /** Per slot: its lines waiting, or UNCHANGED; 0 removes its lines. */
+  readonly #counts = new Int16Array(BLOCK_SIZE).fill(UNCHANGED);
+  /** Lines a slot may have waiting before the arrays below grow. */
+  #stride = 1;
+  /** Slot i's waiting lines are at i * stride and after: their values, and what goes before `}`. */
+  #values = new Float64Array(BLOCK_SIZE);
+  #extras: string[] = new Array<string>(BLOCK_SIZE).fill('');
 
   /** Whether a slot has lines, counting changes not yet rebuilt. */
   has(i: number): boolean {
-    const text = this.pending.get(i);
-    return text === undefined ? this.view.ends[i]! > (i === 0 ? 0 : this.view.ends[i - 1]!) : text !== '';
+    const count = this.#counts[i]!;
+    return count === UNCHANGED ? this.view.ends[i]! > (i === 0 ? 0 : this.view.ends[i - 1]!) : count > 0;
+  }
+
+  /** Starts replacing a slot's lines: with none, until `add` adds some. */
+  reset(i: number): void {
+    this.#counts[i] = 0;
+    this.dirty = true;
+  }
+
+  /** Adds a line to the slot's waiting lines (after `reset`). */
+  add(i: number, extra: string, value: number): void {
+    const n = this.#counts[i]!;
+    if (n >= this.#stride) this.#widen(n + 1);
+    const at = i * this.#stride + n;
+    this.#values[at] = value;
+    this.#extras[at] = extra;
+    this.#counts[i] = n + 1;
+  }
+
+  #widen(lines: number): void {
+    const stride = Math.max(lines, this.#stride * 2);
+    if (stride > MAX_LINES) throw new RangeError(`a unit has more than ${MAX_LINES} lines in one metric family`);
+    const values = new Float64Array(BLOCK_SIZE * stride);
+    const extras = new Array<string>(BLOCK_SIZE * stride).fill('');
+    for (let i = 0; i < BLOCK_SIZE; i++) {
+      for (let k = 0; k < Math.max(0, this.#counts[i]!); k++) {
+        values[i * stride + k] = this.#values[i * this.#stride + k]!;
+        extras[i * stride + k] = this.#extras[i * this.#stride + k]!;
+      }
+    }
+    this.#stride = stride;
+    this.#values = values;
+    this.#extras = extras;
   }
 
   /**
-   * Makes a new view: kept slots' tails are copied, changed ones encoded in place with the
-   * label set their unit has now; then the text is rendered once to compress it.
+   * Makes a new view: kept slots' tails are copied, changed ones rendered from their values
+   * with the label set their unit has now; then the text is rendered once to compress it. The
+   * work is done in the store's scratch space, and the view gets one ArrayBuffer for its
+   * offsets, tails and member: each ArrayBuffer is an extension that every mark-compact sweeps
+   * one by one in its final pause, and four per view (two typed arrays, two Buffers) made that
+   * sweep most of the pause.
    */
-  rebuild(family: FamilyText, labelSet: (i: number) => Buffer, pool: PiecePool): void {
+  rebuild(family: FamilyText, labelSet: (i: number) => Buffer, scratch: Scratch): void {
     const old = this.view;
-    const startOf = (i: number) => (i === 0 ? 0 : old.ends[i - 1]!);
-    let total = 0;
-    for (let i = 0; i < BLOCK_SIZE; i++) {
-      const text = this.pending.get(i);
-      total += text === undefined ? old.ends[i]! - startOf(i) : Buffer.byteLength(text);
-    }
-    const tails = total === 0 ? EMPTY : Buffer.allocUnsafeSlow(total);
-    const ends = new Uint32Array(BLOCK_SIZE);
-    const lines = new Uint16Array(BLOCK_SIZE);
+    const counts = this.#counts;
+    const { ends, lines } = scratch;
     const labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
+    let tails = scratch.tails(PIECE_SIZE);
     let offset = 0;
     let length = 0;
     for (let i = 0; i < BLOCK_SIZE; i++) {
-      const text = this.pending.get(i);
       const start = offset;
-      if (text === undefined) {
-        offset += old.tails.copy(tails, offset, startOf(i), old.ends[i]!);
+      const count = counts[i]!;
+      lines[i] = 0;
+      if (count === UNCHANGED) {
+        const from = i === 0 ? 0 : old.ends[i - 1]!;
+        if (offset + old.ends[i]! - from > tails.length) tails = scratch.tails(2 * (offset + old.ends[i]! - from), offset);
+        offset += old.tails.copy(tails, offset, from, old.ends[i]!);
         lines[i] = old.lines[i]!;
         labels[i] = old.labels[i];
-      } else if (text !== '') {
-        offset += tails.write(text, offset, 'utf8');
-        let count = 0;
-        for (let at = text.indexOf('\n'); at !== -1; at = text.indexOf('\n', at + 1)) count++;
+      } else if (count > 0) {
+        const label = labelSet(i);
+        for (let k = 0, at = i * this.#stride; k < count; k++, at++) {
+          const extra = this.#extras[at]!;
+          // A UTF-16 unit is at most 3 bytes of UTF-8; a number's text at most 25 characters.
+          if (offset + 3 * extra.length + 32 > tails.length) tails = scratch.tails(2 * (offset + 3 * extra.length + 32), offset);
+          offset += tails.write(tail(label, extra, this.#values[at]!), offset, 'utf8');
+        }
         lines[i] = count;
-        labels[i] = labelSet(i);
+        labels[i] = label;
       }
       ends[i] = offset;
       const label = labels[i];
-      if (label !== undefined) length += lines[i]! * ((label.length > 0 ? family.open.length + label.length : family.bare.length)) + offset - start;
+      if (label !== undefined) length += lines[i]! * (label.length > 0 ? family.open.length + label.length : family.bare.length) + offset - start;
     }
-    const view: BlockView = { tails, ends, lines, labels, length, member: EMPTY };
-    if (length > 0) {
-      const scratch = length <= PIECE_SIZE ? pool.take() : Buffer.allocUnsafeSlow(length);
-      renderView(view, family, scratch, 0);
-      view.member = compress(scratch.subarray(0, length));
-      if (scratch.length === PIECE_SIZE) pool.give(scratch);
+    counts.fill(UNCHANGED);
+    this.dirty = false;
+    const total = offset;
+    if (total === 0) {
+      this.view = EMPTY_VIEW;
+      return;
     }
+    const draft: BlockView = { tails, ends, lines, labels, length, member: EMPTY };
+    const text = length <= PIECE_SIZE ? scratch.pieces.take() : Buffer.allocUnsafeSlow(length);
+    renderView(draft, family, text, 0);
+    const member = gzipSync(text.subarray(0, length), GZIP_OPTIONS);
+    if (text.length === PIECE_SIZE) scratch.pieces.give(text);
+    const own = Buffer.allocUnsafeSlow(VIEW_OFFSETS + total + member.length);
+    const view: BlockView = {
+      ends: new Uint32Array(own.buffer, own.byteOffset, BLOCK_SIZE),
+      lines: new Uint16Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
+      tails: own.subarray(VIEW_OFFSETS, VIEW_OFFSETS + total),
+      member: own.subarray(VIEW_OFFSETS + total),
+      labels,
+      length,
+    };
+    view.ends.set(ends);
+    view.lines.set(lines);
+    tails.copy(view.tails, 0, 0, total);
+    member.copy(view.member);
     this.view = view;
-    this.pending.clear();
+  }
+}
+
+// A slot whose lines are as its block's view has them.
+const UNCHANGED = -1;
+// Lines one unit may have in one family (summary statistics, error reasons): far more than
+// any real one has, and what a slot's count can hold.
+const MAX_LINES = 4096;
+
+// Bytes of a view's `ends` and `lines`, in front of its tails in its one ArrayBuffer.
+const VIEW_OFFSETS = BLOCK_SIZE * (Uint32Array.BYTES_PER_ELEMENT + Uint16Array.BYTES_PER_ELEMENT);
+
+/**
+ * What block rebuilds work in, reused from one to the next; one per store. The pool lends the
+ * Buffers the text is rendered into, for rebuilds and scrapes alike.
+ */
+class Scratch {
+  readonly pieces = new PiecePool();
+  readonly ends = new Uint32Array(BLOCK_SIZE);
+  readonly lines = new Uint16Array(BLOCK_SIZE);
+  #tails = Buffer.allocUnsafeSlow(PIECE_SIZE);
+
+  /** A Buffer of at least `size` bytes for a block's tails, keeping its first `keep` bytes. */
+  tails(size: number, keep = 0): Buffer {
+    if (this.#tails.length < size) {
+      const larger = Buffer.allocUnsafeSlow(size);
+      this.#tails.copy(larger, 0, 0, keep);
+      this.#tails = larger;
+    }
+    return this.#tails;
   }
 }
 
@@ -287,16 +388,28 @@ class Family implements FamilyText {
     this.bare = Buffer.from(def.name);
   }
 
-  /** Sets a slot's tails; '' removes the slot's series from this family. */
-  set(slot: number, text: string): void {
+  /** The poll that last put a line here (see MetricStore.recordSuccess). */
+  stamp = 0;
+
+  /** Adds a line to a slot's lines at the next rebuild; `first` replaces the lines it had. */
+  put(slot: number, extra: string, value: number, first: boolean): void {
     const index = Math.floor(slot / BLOCK_SIZE);
-    const block = this.blocks[index] ?? (text === '' ? undefined : (this.blocks[index] = new Block()));
-    if (block === undefined) return;
-    const had = block.has(slot % BLOCK_SIZE);
-    if (!had && text === '') return;
-    block.pending.set(slot % BLOCK_SIZE, text);
-    if (had && text === '') this.populated--;
-    else if (!had && text !== '') this.populated++;
+    const i = slot % BLOCK_SIZE;
+    const block = (this.blocks[index] ??= new Block());
+    if (first) {
+      if (!block.has(i)) this.populated++;
+      block.reset(i);
+    }
+    block.add(i, extra, value);
+  }
+
+  /** Removes a slot's series from this family. */
+  clear(slot: number): void {
+    const block = this.blocks[Math.floor(slot / BLOCK_SIZE)];
+    const i = slot % BLOCK_SIZE;
+    if (block === undefined || !block.has(i)) return;
+    block.reset(i);
+    this.populated--;
   }
 }
 
@@ -458,13 +571,17 @@ export class MetricStore {
   #buildTimer: NodeJS.Timeout | undefined;
   /** No unit's data goes stale before this (epoch ms). */
   #nextExpiry = Number.POSITIVE_INFINITY;
-  readonly #pool = new PiecePool();
+  /** Scratch space of block rebuilds, and the pool of Buffers that text is rendered into. */
+  readonly #work = new Scratch();
   /** The current snapshot's gzip pieces, retired when a newer snapshot replaces it. */
   #gzipPieces: MemberPieces | undefined;
   /** `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again. */
   readonly #extraLabels = { stat: new Map<string, string>(), reason: new Map<string, string>() };
-  /** recordSuccess's lines by family, reused from poll to poll. */
-  readonly #scratch = new Map<Family, string>();
+  /** Polls recorded: each marks the families it puts lines in with its number. */
+  #polls = 0;
+  /** The data families the poll being recorded has put lines in, the first `#touched` of them. */
+  readonly #touchedFamilies: Family[] = [];
+  #touched = 0;
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
   readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
@@ -491,7 +608,7 @@ export class MetricStore {
     for (const [key, unit] of this.#units) {
       if (wanted.has(key)) continue;
       this.#clearData(unit);
-      for (const family of [this.#up, this.#lastSuccess, this.#duration, this.#errors]) family.set(unit.slot, '');
+      for (const family of [this.#up, this.#lastSuccess, this.#duration, this.#errors]) family.clear(unit.slot);
       if (unit.lastAttemptAt !== undefined) this.#attempted--;
       this.#freeSlots.push(unit.slot);
       this.#bySlot[unit.slot] = undefined;
@@ -522,38 +639,49 @@ export class MetricStore {
   recordSuccess(key: string, result: PollSuccess): void {
     const unit = this.#units.get(key);
     if (unit === undefined) return; // removed by a reload while its poll was in flight
-    // Every poll of every unit comes through here: the scratch map and the unit's family list
-    // are reused, so what a poll leaves behind is its new line tails and nothing else.
-    const next = this.#scratch;
-    next.clear();
-    const add = (family: Family, line: string) => next.set(family, (next.get(family) ?? '') + line);
+    // Every poll of every unit comes through here, so it allocates nothing that outlives it:
+    // values go into the blocks' arrays, and the families it touched are marked with its stamp.
+    const poll = ++this.#polls;
+    this.#touched = 0;
     if (result.bucket !== undefined) {
-      add(this.#bucketTs, tail(labelsOf(unit, 'data'), '', result.bucket.ts));
+      this.#putData(unit, poll, this.#bucketTs, '', result.bucket.ts);
       for (const [field, value] of result.bucket.fields) {
         if (!Number.isFinite(value)) continue;
         const family = this.#fields.get(field) ?? this.#extraFamily(field);
-        if (family !== undefined) add(family, tail(labelsOf(unit, 'data'), '', value));
+        if (family !== undefined) this.#putData(unit, poll, family, '', value);
       }
     }
     for (const [stat, value] of result.summary ?? []) {
       if (!Number.isFinite(value)) continue;
-      add(this.#windowStat, tail(labelsOf(unit, 'data'), this.#extraLabel('stat', stat), value));
+      this.#putData(unit, poll, this.#windowStat, this.#extraLabel('stat', stat), value);
     }
-    for (const family of unit.dataFamilies) if (!next.has(family)) family.set(unit.slot, '');
-    unit.dataFamilies.length = 0;
-    for (const [family, text] of next) {
-      family.set(unit.slot, text);
-      unit.dataFamilies.push(family);
+    let same = unit.dataFamilies.length === this.#touched;
+    for (const family of unit.dataFamilies) {
+      if (family.stamp === poll) continue;
+      family.clear(unit.slot);
+      same = false;
     }
+    // Nearly always the same families as the last poll's: the list is only replaced when not.
+    if (!same) unit.dataFamilies = this.#touchedFamilies.slice(0, this.#touched);
 
     this.#attempt(unit, result.at, result.durationSeconds);
     unit.up = true;
     unit.lastSuccessAt = result.at;
     if (unit.dataFamilies.length > 0) this.#nextExpiry = Math.min(this.#nextExpiry, result.at + unit.spec.staleAfterMs);
     unit.lastError = undefined;
-    this.#up.set(unit.slot, tail(labelsOf(unit, 'unit'), '', 1));
-    this.#lastSuccess.set(unit.slot, tail(labelsOf(unit, 'unit'), '', result.at / 1000));
+    this.#up.put(unit.slot, '', 1, true);
+    this.#lastSuccess.put(unit.slot, '', result.at / 1000, true);
     this.#changed();
+  }
+
+  /** Adds a data line of a poll's to a family, noting the family the first time. */
+  #putData(unit: UnitState, poll: number, family: Family, extra: string, value: number): void {
+    const first = family.stamp !== poll;
+    if (first) {
+      family.stamp = poll;
+      this.#touchedFamilies[this.#touched++] = family;
+    }
+    family.put(unit.slot, extra, value, first);
   }
 
   /** Records a failed poll: counts its reason and marks the unit down; its data stays until stale. */
@@ -565,10 +693,12 @@ export class MetricStore {
     unit.lastError = `${failure.reason}: ${failure.message}`;
     unit.errors ??= new Map();
     unit.errors.set(failure.reason, (unit.errors.get(failure.reason) ?? 0) + 1);
-    let lines = '';
-    for (const [reason, count] of unit.errors) lines += tail(labelsOf(unit, 'unit'), this.#extraLabel('reason', reason), count);
-    this.#errors.set(unit.slot, lines);
-    this.#up.set(unit.slot, tail(labelsOf(unit, 'unit'), '', 0));
+    let first = true;
+    for (const [reason, count] of unit.errors) {
+      this.#errors.put(unit.slot, this.#extraLabel('reason', reason), count, first);
+      first = false;
+    }
+    this.#up.put(unit.slot, '', 0, true);
     this.#changed();
   }
 
@@ -638,7 +768,7 @@ export class MetricStore {
       for (let index = 0; index < family.blocks.length; index++) {
         const block = family.blocks[index];
         if (block === undefined) continue;
-        if (block.pending.size > 0) {
+        if (block.dirty) {
           const first = index * BLOCK_SIZE;
           block.rebuild(
             family,
@@ -646,7 +776,7 @@ export class MetricStore {
               const unit = this.#bySlot[first + i]!;
               return labelsOf(unit, family.labels);
             },
-            this.#pool,
+            this.#work,
           );
         }
         if (block.view.length > 0) familyParts.push({ family, view: block.view });
@@ -661,7 +791,7 @@ export class MetricStore {
     const members = parts.map((part) => (part.view === undefined ? part.family.headerMember : part.view.member));
     const byteLength = parts.reduce((n, part) => n + partLength(part), 0);
     const gzipLength = members.reduce((n, m) => n + m.length, 0);
-    const gzipPieces = new MemberPieces(members, this.#pool);
+    const gzipPieces = new MemberPieces(members, this.#work.pieces);
     const snapshot: Snapshot = {
       version,
       members,
@@ -673,7 +803,7 @@ export class MetricStore {
         for (const part of parts) offset = renderPart(part, text, offset);
         return [text];
       },
-      pieces: () => pieces(parts, this.#pool),
+      pieces: () => pieces(parts, this.#work.pieces),
       gzipPieces: () => gzipPieces.pieces(),
     };
     this.#snapshot = snapshot;
@@ -707,12 +837,12 @@ export class MetricStore {
     if (unit.lastAttemptAt === undefined) this.#attempted++;
     unit.lastAttemptAt = at;
     unit.durationSeconds = durationSeconds;
-    this.#duration.set(unit.slot, tail(labelsOf(unit, 'unit'), '', durationSeconds));
+    this.#duration.put(unit.slot, '', durationSeconds, true);
   }
 
   #clearData(unit: UnitState): void {
-    for (const family of unit.dataFamilies) family.set(unit.slot, '');
-    unit.dataFamilies.length = 0;
+    for (const family of unit.dataFamilies) family.clear(unit.slot);
+    unit.dataFamilies = [];
   }
 
   #extraFamily(field: string): Family | undefined {
