@@ -278,8 +278,7 @@ class Block {
   rebuild(family: FamilyText, labelSet: (i: number) => Buffer, scratch: Scratch): void {
     const old = this.view;
     const counts = this.#counts;
-    const { ends, lines } = scratch;
-    const labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
+    const { ends, lines, labels } = scratch;
     let tails = scratch.tails(PIECE_SIZE);
     let offset = 0;
     let length = 0;
@@ -287,6 +286,7 @@ class Block {
       const start = offset;
       const count = counts[i]!;
       lines[i] = 0;
+      labels[i] = undefined;
       if (count === UNCHANGED) {
         const from = i === 0 ? 0 : old.ends[i - 1]!;
         if (offset + old.ends[i]! - from > tails.length) tails = scratch.tails(2 * (offset + old.ends[i]! - from), offset);
@@ -315,7 +315,10 @@ class Block {
       this.view = EMPTY_VIEW;
       return;
     }
-    const draft: BlockView = { tails, ends, lines, labels, length, member: EMPTY };
+    // A slot's label set changes only when a new unit takes it: the old list nearly always serves.
+    let sameLabels = true;
+    for (let i = 0; i < BLOCK_SIZE && sameLabels; i++) sameLabels = labels[i] === old.labels[i];
+    const draft: BlockView = { tails, ends, lines, labels: sameLabels ? old.labels : labels.slice(), length, member: EMPTY };
     const text = length <= PIECE_SIZE ? scratch.pieces.take() : Buffer.allocUnsafeSlow(length);
     renderView(draft, family, text, 0);
     const member = gzipSync(text.subarray(0, length), GZIP_OPTIONS);
@@ -326,7 +329,7 @@ class Block {
       lines: new Uint16Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
       tails: own.subarray(VIEW_OFFSETS, VIEW_OFFSETS + total),
       member: own.subarray(VIEW_OFFSETS + total),
-      labels,
+      labels: draft.labels,
       length,
     };
     view.ends.set(ends);
@@ -354,6 +357,7 @@ class Scratch {
   readonly pieces = new PiecePool();
   readonly ends = new Uint32Array(BLOCK_SIZE);
   readonly lines = new Uint16Array(BLOCK_SIZE);
+  readonly labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
   #tails = Buffer.allocUnsafeSlow(PIECE_SIZE);
 
   /** A Buffer of at least `size` bytes for a block's tails, keeping its first `keep` bytes. */
