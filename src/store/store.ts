@@ -211,60 +211,65 @@ function renderView(view: BlockView, family: FamilyText, out: Buffer, offset: nu
 }
 
 /**
- * One block of a family: its current view, and the lines that replace some slots' at the next
- * rebuild. Those are kept as numbers and interned label strings in arrays the block keeps, not
- * as text: a poll then leaves nothing behind that outlives a minor GC, where its line tails as
- * strings (and the Map holding them) lived until the next rebuild, were promoted, and made most
- * of the old generation's churn while 10,000 units' polls land.
+ * Lines that replace some slots' of one block at its next rebuild. They are kept as numbers
+ * and interned label strings, not as text: a poll then leaves nothing behind that outlives a
+ * minor GC, where its line tails as strings (and the Map holding them) lived until the next
+ * rebuild, were promoted, and made most of the old generation's churn while 10,000 units'
+ * polls land. A block has them only between a change and its rebuild, lent by the store.
  */
-class Block {
-  view: BlockView = EMPTY_VIEW;
-  /** Whether some slot has lines waiting for the next rebuild. */
-  dirty = false;
+class Changes {
   /** Per slot: its lines waiting, or UNCHANGED; 0 removes its lines. */
-  readonly #counts = new Int16Array(BLOCK_SIZE).fill(UNCHANGED);
+  readonly counts = new Int16Array(BLOCK_SIZE).fill(UNCHANGED);
   /** Lines a slot may have waiting before the arrays below grow. */
-  #stride = 1;
+  stride = 1;
   /** Slot i's waiting lines are at i * stride and after: their values, and what goes before `}`. */
-  #values = new Float64Array(BLOCK_SIZE);
-  #extras: string[] = new Array<string>(BLOCK_SIZE).fill('');
+  values = new Float64Array(BLOCK_SIZE);
+  extras: string[] = new Array<string>(BLOCK_SIZE).fill('');
 
-  /** Whether a slot has lines, counting changes not yet rebuilt. */
-  has(i: number): boolean {
-    const count = this.#counts[i]!;
-    return count === UNCHANGED ? this.view.ends[i]! > (i === 0 ? 0 : this.view.ends[i - 1]!) : count > 0;
-  }
-
-  /** Starts replacing a slot's lines: with none, until `add` adds some. */
-  reset(i: number): void {
-    this.#counts[i] = 0;
-    this.dirty = true;
-  }
-
-  /** Adds a line to the slot's waiting lines (after `reset`). */
+  /** Adds a line to the slot's waiting lines (after its count was set to 0). */
   add(i: number, extra: string, value: number): void {
-    const n = this.#counts[i]!;
-    if (n >= this.#stride) this.#widen(n + 1);
-    const at = i * this.#stride + n;
-    this.#values[at] = value;
-    this.#extras[at] = extra;
-    this.#counts[i] = n + 1;
+    const n = this.counts[i]!;
+    if (n >= this.stride) this.#widen(n + 1);
+    const at = i * this.stride + n;
+    this.values[at] = value;
+    this.extras[at] = extra;
+    this.counts[i] = n + 1;
   }
 
   #widen(lines: number): void {
-    const stride = Math.max(lines, this.#stride * 2);
+    const stride = Math.max(lines, this.stride * 2);
     if (stride > MAX_LINES) throw new RangeError(`a unit has more than ${MAX_LINES} lines in one metric family`);
     const values = new Float64Array(BLOCK_SIZE * stride);
     const extras = new Array<string>(BLOCK_SIZE * stride).fill('');
     for (let i = 0; i < BLOCK_SIZE; i++) {
-      for (let k = 0; k < Math.max(0, this.#counts[i]!); k++) {
-        values[i * stride + k] = this.#values[i * this.#stride + k]!;
-        extras[i * stride + k] = this.#extras[i * this.#stride + k]!;
+      for (let k = 0; k < Math.max(0, this.counts[i]!); k++) {
+        values[i * stride + k] = this.values[i * this.stride + k]!;
+        extras[i * stride + k] = this.extras[i * this.stride + k]!;
       }
     }
-    this.#stride = stride;
-    this.#values = values;
-    this.#extras = extras;
+    this.stride = stride;
+    this.values = values;
+    this.extras = extras;
+  }
+}
+
+/** One block of a family: its current view, and the changes its next rebuild applies. */
+class Block {
+  view: BlockView = EMPTY_VIEW;
+  /** Lent by the store's scratch from the first change to the rebuild. */
+  changes: Changes | undefined;
+
+  /** Whether a slot has lines, counting changes not yet rebuilt. */
+  has(i: number): boolean {
+    const count = this.changes?.counts[i] ?? UNCHANGED;
+    return count === UNCHANGED ? this.view.ends[i]! > (i === 0 ? 0 : this.view.ends[i - 1]!) : count > 0;
+  }
+
+  /** Starts replacing a slot's lines: with none, until lines are added to its changes. */
+  reset(i: number, scratch: Scratch): Changes {
+    const changes = (this.changes ??= scratch.changes());
+    changes.counts[i] = 0;
+    return changes;
   }
 
   /**
@@ -277,9 +282,11 @@ class Block {
    */
   rebuild(family: FamilyText, labelSet: (i: number) => Buffer, scratch: Scratch): void {
     const old = this.view;
-    const counts = this.#counts;
+    const changes = this.changes!;
+    const counts = changes.counts;
     const { ends, lines, labels } = scratch;
-    let tails = scratch.tails(PIECE_SIZE);
+    const piece = scratch.pieces.take();
+    let tails = piece;
     let offset = 0;
     let length = 0;
     for (let i = 0; i < BLOCK_SIZE; i++) {
@@ -289,17 +296,17 @@ class Block {
       labels[i] = undefined;
       if (count === UNCHANGED) {
         const from = i === 0 ? 0 : old.ends[i - 1]!;
-        if (offset + old.ends[i]! - from > tails.length) tails = scratch.tails(2 * (offset + old.ends[i]! - from), offset);
+        if (offset + old.ends[i]! - from > tails.length) tails = larger(tails, 2 * (offset + old.ends[i]! - from), offset);
         offset += old.tails.copy(tails, offset, from, old.ends[i]!);
         lines[i] = old.lines[i]!;
         labels[i] = old.labels[i];
       } else if (count > 0) {
         const label = labelSet(i);
-        for (let k = 0, at = i * this.#stride; k < count; k++, at++) {
-          const extra = this.#extras[at]!;
+        for (let k = 0, at = i * changes.stride; k < count; k++, at++) {
+          const extra = changes.extras[at]!;
           // A UTF-16 unit is at most 3 bytes of UTF-8; a number's text at most 25 characters.
-          if (offset + 3 * extra.length + 32 > tails.length) tails = scratch.tails(2 * (offset + 3 * extra.length + 32), offset);
-          offset += tails.write(tail(label, extra, this.#values[at]!), offset, 'utf8');
+          if (offset + 3 * extra.length + 32 > tails.length) tails = larger(tails, 2 * (offset + 3 * extra.length + 32), offset);
+          offset += tails.write(tail(label, extra, changes.values[at]!), offset, 'utf8');
         }
         lines[i] = count;
         labels[i] = label;
@@ -309,9 +316,11 @@ class Block {
       if (label !== undefined) length += lines[i]! * (label.length > 0 ? family.open.length + label.length : family.bare.length) + offset - start;
     }
     counts.fill(UNCHANGED);
-    this.dirty = false;
+    scratch.giveChanges(changes);
+    this.changes = undefined;
     const total = offset;
     if (total === 0) {
+      scratch.pieces.give(piece);
       this.view = EMPTY_VIEW;
       return;
     }
@@ -336,8 +345,16 @@ class Block {
     view.lines.set(lines);
     tails.copy(view.tails, 0, 0, total);
     member.copy(view.member);
+    scratch.pieces.give(piece);
     this.view = view;
   }
+}
+
+/** A Buffer of `size` bytes with the first `keep` bytes of `from`: a block's tails outgrew a piece. */
+function larger(from: Buffer, size: number, keep: number): Buffer {
+  const to = Buffer.allocUnsafeSlow(size);
+  from.copy(to, 0, 0, keep);
+  return to;
 }
 
 // A slot whose lines are as its block's view has them.
@@ -345,6 +362,11 @@ const UNCHANGED = -1;
 // Lines one unit may have in one family (summary statistics, error reasons): far more than
 // any real one has, and what a slot's count can hold.
 const MAX_LINES = 4096;
+
+// Changes kept for reuse: more than the blocks that change between two rebuilds while 10,000
+// units are polled (about 120), far fewer than all blocks at once, as after a start or a
+// reload, which would otherwise be kept for good (2 KiB or more each).
+const CHANGES_KEPT = 256;
 
 // Bytes of a view's `ends` and `lines`, in front of its tails in its one ArrayBuffer.
 const VIEW_OFFSETS = BLOCK_SIZE * (Uint32Array.BYTES_PER_ELEMENT + Uint16Array.BYTES_PER_ELEMENT);
@@ -358,16 +380,16 @@ class Scratch {
   readonly ends = new Uint32Array(BLOCK_SIZE);
   readonly lines = new Uint16Array(BLOCK_SIZE);
   readonly labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
-  #tails = Buffer.allocUnsafeSlow(PIECE_SIZE);
+  /** Changes given back by rebuilt blocks, up to CHANGES_KEPT. */
+  readonly #changes: Changes[] = [];
 
-  /** A Buffer of at least `size` bytes for a block's tails, keeping its first `keep` bytes. */
-  tails(size: number, keep = 0): Buffer {
-    if (this.#tails.length < size) {
-      const larger = Buffer.allocUnsafeSlow(size);
-      this.#tails.copy(larger, 0, 0, keep);
-      this.#tails = larger;
-    }
-    return this.#tails;
+  /** Changes for a block that has none, all slots UNCHANGED. */
+  changes(): Changes {
+    return this.#changes.pop() ?? new Changes();
+  }
+
+  giveChanges(changes: Changes): void {
+    if (this.#changes.length < CHANGES_KEPT) this.#changes.push(changes);
   }
 }
 
@@ -383,9 +405,12 @@ class Family implements FamilyText {
   /** Slots with lines: a family without any is left out of the output. */
   populated = 0;
 
-  constructor(def: FamilyDef, labels: 'data' | 'unit') {
+  readonly #scratch: Scratch;
+
+  constructor(def: FamilyDef, labels: 'data' | 'unit', scratch: Scratch) {
     this.def = def;
     this.labels = labels;
+    this.#scratch = scratch;
     this.header = headerBytes(def);
     this.headerMember = compress(this.header);
     this.open = Buffer.from(`${def.name}{`);
@@ -400,11 +425,8 @@ class Family implements FamilyText {
     const index = Math.floor(slot / BLOCK_SIZE);
     const i = slot % BLOCK_SIZE;
     const block = (this.blocks[index] ??= new Block());
-    if (first) {
-      if (!block.has(i)) this.populated++;
-      block.reset(i);
-    }
-    block.add(i, extra, value);
+    if (first && !block.has(i)) this.populated++;
+    (first ? block.reset(i, this.#scratch) : block.changes!).add(i, extra, value);
   }
 
   /** Removes a slot's series from this family. */
@@ -412,7 +434,7 @@ class Family implements FamilyText {
     const block = this.blocks[Math.floor(slot / BLOCK_SIZE)];
     const i = slot % BLOCK_SIZE;
     if (block === undefined || !block.has(i)) return;
-    block.reset(i);
+    block.reset(i, this.#scratch);
     this.populated--;
   }
 }
@@ -588,14 +610,14 @@ export class MetricStore {
   #touched = 0;
 
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
-  readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data')]));
-  readonly #bucketTs = new Family(BUCKET_TIMESTAMP, 'data');
+  readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data', this.#work)]));
+  readonly #bucketTs = new Family(BUCKET_TIMESTAMP, 'data', this.#work);
   readonly #extras = new Map<string, Family | null>();
-  readonly #windowStat = new Family(WINDOW_STAT, 'data');
-  readonly #up = new Family(TARGET_UP, 'unit');
-  readonly #lastSuccess = new Family(LAST_SUCCESS, 'unit');
-  readonly #duration = new Family(POLL_DURATION, 'unit');
-  readonly #errors = new Family(POLL_ERRORS, 'unit');
+  readonly #windowStat = new Family(WINDOW_STAT, 'data', this.#work);
+  readonly #up = new Family(TARGET_UP, 'unit', this.#work);
+  readonly #lastSuccess = new Family(LAST_SUCCESS, 'unit', this.#work);
+  readonly #duration = new Family(POLL_DURATION, 'unit', this.#work);
+  readonly #errors = new Family(POLL_ERRORS, 'unit', this.#work);
   #order: Family[] = [];
 
   constructor(options: { now?: () => number } = {}) {
@@ -772,7 +794,7 @@ export class MetricStore {
       for (let index = 0; index < family.blocks.length; index++) {
         const block = family.blocks[index];
         if (block === undefined) continue;
-        if (block.dirty) {
+        if (block.changes !== undefined) {
           const first = index * BLOCK_SIZE;
           block.rebuild(
             family,
@@ -855,7 +877,7 @@ export class MetricStore {
       const def = extraFieldFamily(field);
       // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
       const clash = def !== undefined && [...this.#extras.values()].some((f) => f?.def.name === def.name);
-      family = def === undefined || clash ? null : new Family(def, 'data');
+      family = def === undefined || clash ? null : new Family(def, 'data', this.#work);
       this.#extras.set(field, family);
       this.#reorder();
     }
