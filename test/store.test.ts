@@ -184,6 +184,20 @@ describe('metric store', () => {
       expect(line).toBe(`flashback_private_chat_window_stat{${labelText(specs[i]!.dataLabels)},stat="${stats[j]}"} ${i * 10 + j}`);
     }
   });
+  it('publishes every statistic of a unit that has 70,000 of them, more than a 16-bit count holds', async () => {
+    const store = new MetricStore({ now: () => 0 });
+    store.setUnits([spec('a'), spec('b')]);
+    const summary = Array.from({ length: 70_000 }, (_, j) => [`s${j}`, j] as const);
+    store.recordSuccess('a', success(0, 1, { summary }));
+    await store.snapshot();
+    // Rebuilt again with unit a unchanged: its lines are carried over from the first view.
+    store.recordSuccess('b', success(0, 2));
+    const out = await text(store);
+    const stats = out.split('\n').filter((l) => l.startsWith('flashback_private_chat_window_stat{target="a"'));
+    expect(stats).toHaveLength(70_000);
+    expect(stats[69_999]).toMatch(/,stat="s69999"\} 69999$/);
+    expect(out).toMatch(/^flashback_private_chat_window_stat\{target="b",.*,stat="p90"\} 20$/m);
+  });
 });
 
 describe('pre-rendered output against prom-client', () => {

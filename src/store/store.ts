@@ -162,7 +162,7 @@ interface BlockView {
   /** End offset of each slot's tails in `tails`. */
   readonly ends: Uint32Array;
   /** Lines of each slot. */
-  readonly lines: Uint16Array;
+  readonly lines: Uint32Array;
   /** The label set of each slot's lines, as rendered when they were set. */
   readonly labels: readonly (Buffer | undefined)[];
   /** Bytes of the rendered text. */
@@ -171,7 +171,7 @@ interface BlockView {
   member: Buffer;
 }
 
-const EMPTY_VIEW: BlockView = { tails: EMPTY, ends: new Uint32Array(BLOCK_SIZE), lines: new Uint16Array(BLOCK_SIZE), labels: [], length: 0, member: EMPTY };
+const EMPTY_VIEW: BlockView = { tails: EMPTY, ends: new Uint32Array(BLOCK_SIZE), lines: new Uint32Array(BLOCK_SIZE), labels: [], length: 0, member: EMPTY };
 
 /** A family's constant bytes: its header, and the name that opens each line. */
 interface FamilyText {
@@ -219,35 +219,47 @@ function renderView(view: BlockView, family: FamilyText, out: Buffer, offset: nu
  */
 class Changes {
   /** Per slot: its lines waiting, or UNCHANGED; 0 removes its lines. */
-  readonly counts = new Int16Array(BLOCK_SIZE).fill(UNCHANGED);
-  /** Lines a slot may have waiting before the arrays below grow. */
-  stride = 1;
-  /** Slot i's waiting lines are at i * stride and after: their values, and what goes before `}`. */
+  readonly counts = new Int32Array(BLOCK_SIZE).fill(UNCHANGED);
+  /** Per slot: where its waiting lines begin in the arrays below. */
+  readonly starts = new Int32Array(BLOCK_SIZE);
+  /** The waiting lines, each slot's together: their values, and what goes before `}`. */
   values = new Float64Array(BLOCK_SIZE);
   extras: string[] = new Array<string>(BLOCK_SIZE).fill('');
+  /** Lines used in the arrays above (a slot set twice before a rebuild leaves its first lines unused). */
+  used = 0;
 
-  /** Adds a line to the slot's waiting lines (after its count was set to 0). */
-  add(i: number, extra: string, value: number): void {
-    const n = this.counts[i]!;
-    if (n >= this.stride) this.#widen(n + 1);
-    const at = i * this.stride + n;
-    this.values[at] = value;
-    this.extras[at] = extra;
-    this.counts[i] = n + 1;
+  /** Starts replacing a slot's lines: with none, until lines are added. */
+  reset(i: number): void {
+    this.counts[i] = 0;
+    this.starts[i] = this.used;
   }
 
-  #widen(lines: number): void {
-    const stride = Math.max(lines, this.stride * 2);
-    if (stride > MAX_LINES) throw new RangeError(`a unit has more than ${MAX_LINES} lines in one metric family`);
-    const values = new Float64Array(BLOCK_SIZE * stride);
-    const extras = new Array<string>(BLOCK_SIZE * stride).fill('');
-    for (let i = 0; i < BLOCK_SIZE; i++) {
-      for (let k = 0; k < Math.max(0, this.counts[i]!); k++) {
-        values[i * stride + k] = this.values[i * this.stride + k]!;
-        extras[i * stride + k] = this.extras[i * this.stride + k]!;
-      }
-    }
-    this.stride = stride;
+  /**
+   * Adds a line to the slot's waiting lines. A slot's lines are added right after its reset
+   * and one after the other (a poll writes one family's lines for one unit at a time), so
+   * they are always the last ones in the arrays.
+   */
+  add(i: number, extra: string, value: number): void {
+    this.#reserve(1);
+    this.values[this.used] = value;
+    this.extras[this.used] = extra;
+    this.used++;
+    this.counts[i]!++;
+  }
+
+  /** Back to no slot changed, keeping the arrays. */
+  clear(): void {
+    this.counts.fill(UNCHANGED);
+    this.used = 0;
+  }
+
+  #reserve(lines: number): void {
+    if (this.used + lines <= this.values.length) return;
+    const size = Math.max(2 * this.values.length, this.used + lines);
+    const values = new Float64Array(size);
+    values.set(this.values.subarray(0, this.used));
+    const extras = new Array<string>(size).fill('');
+    for (let k = 0; k < this.used; k++) extras[k] = this.extras[k]!;
     this.values = values;
     this.extras = extras;
   }
@@ -268,7 +280,7 @@ class Block {
   /** Starts replacing a slot's lines: with none, until lines are added to its changes. */
   reset(i: number, scratch: Scratch): Changes {
     const changes = (this.changes ??= scratch.changes());
-    changes.counts[i] = 0;
+    changes.reset(i);
     return changes;
   }
 
@@ -302,7 +314,7 @@ class Block {
         labels[i] = old.labels[i];
       } else if (count > 0) {
         const label = labelSet(i);
-        for (let k = 0, at = i * changes.stride; k < count; k++, at++) {
+        for (let k = 0, at = changes.starts[i]!; k < count; k++, at++) {
           const extra = changes.extras[at]!;
           // A UTF-16 unit is at most 3 bytes of UTF-8; a number's text at most 25 characters.
           if (offset + 3 * extra.length + 32 > tails.length) tails = larger(tails, 2 * (offset + 3 * extra.length + 32), offset);
@@ -315,7 +327,7 @@ class Block {
       const label = labels[i];
       if (label !== undefined) length += lines[i]! * (label.length > 0 ? family.open.length + label.length : family.bare.length) + offset - start;
     }
-    counts.fill(UNCHANGED);
+    changes.clear();
     scratch.giveChanges(changes);
     this.changes = undefined;
     const total = offset;
@@ -335,7 +347,7 @@ class Block {
     const own = Buffer.allocUnsafeSlow(VIEW_OFFSETS + total + member.length);
     const view: BlockView = {
       ends: new Uint32Array(own.buffer, own.byteOffset, BLOCK_SIZE),
-      lines: new Uint16Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
+      lines: new Uint32Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
       tails: own.subarray(VIEW_OFFSETS, VIEW_OFFSETS + total),
       member: own.subarray(VIEW_OFFSETS + total),
       labels: draft.labels,
@@ -359,9 +371,6 @@ function larger(from: Buffer, size: number, keep: number): Buffer {
 
 // A slot whose lines are as its block's view has them.
 const UNCHANGED = -1;
-// Lines one unit may have in one family (summary statistics, error reasons): far more than
-// any real one has, and what a slot's count can hold.
-const MAX_LINES = 4096;
 
 // Changes kept for reuse: more than the blocks that change between two rebuilds while 10,000
 // units are polled (about 120), far fewer than all blocks at once, as after a start or a
@@ -369,7 +378,7 @@ const MAX_LINES = 4096;
 const CHANGES_KEPT = 256;
 
 // Bytes of a view's `ends` and `lines`, in front of its tails in its one ArrayBuffer.
-const VIEW_OFFSETS = BLOCK_SIZE * (Uint32Array.BYTES_PER_ELEMENT + Uint16Array.BYTES_PER_ELEMENT);
+const VIEW_OFFSETS = 2 * BLOCK_SIZE * Uint32Array.BYTES_PER_ELEMENT;
 
 /**
  * What block rebuilds work in, reused from one to the next; one per store. The pool lends the
@@ -378,7 +387,7 @@ const VIEW_OFFSETS = BLOCK_SIZE * (Uint32Array.BYTES_PER_ELEMENT + Uint16Array.B
 class Scratch {
   readonly pieces = new PiecePool();
   readonly ends = new Uint32Array(BLOCK_SIZE);
-  readonly lines = new Uint16Array(BLOCK_SIZE);
+  readonly lines = new Uint32Array(BLOCK_SIZE);
   readonly labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
   /** Changes given back by rebuilt blocks, up to CHANGES_KEPT. */
   readonly #changes: Changes[] = [];
