@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -56,6 +58,40 @@ describe('the process and runtime metrics', () => {
     expect(sample(text, 'process_cpu_seconds_total')).toBeCloseTo(sample(text, 'process_cpu_user_seconds_total') + sample(text, 'process_cpu_system_seconds_total'), 6);
     expect(text).toContain(`nodejs_version_info{version="${process.version}",`);
     expect(text).toMatch(/^nodejs_heap_space_size_used_bytes\{space="old"\} [1-9]\d*$/m);
+  });
+
+  it('read nothing through their /proc descriptor once closed, though the kernel has given its number to another file', () => {
+    // Each descriptor with the file it is open on; a listing includes its own directory's
+    // descriptor, closed by the time it is read, and the next open may take its number.
+    const open = () =>
+      new Map(
+        readdirSync('/proc/self/fd').flatMap((fd) => {
+          try {
+            return [[fd, readlinkSync(`/proc/self/fd/${fd}`)] as const];
+          } catch {
+            return [];
+          }
+        }),
+      );
+    const before = open();
+    const metrics = new RuntimeMetrics();
+    const statusFd = [...open()].find(([fd, file]) => before.get(fd) !== file && file.endsWith('/status'))?.[0];
+    expect(statusFd).toBeDefined();
+    metrics.close();
+    const dir = mkdtempSync(join(tmpdir(), 'fbx-'));
+    writeFileSync(join(dir, 'status'), 'Name:\tnot-us\nVmSize:\t7 kB\nVmRSS:\t7 kB\nVmData:\t7 kB\n');
+    const other = openSync(join(dir, 'status'), 'r');
+    try {
+      expect(String(other)).toBe(statusFd); // the number is reused, or this test proves nothing
+      const text = metrics.render();
+      expect(text).not.toMatch(/^process_(virtual_memory|heap)_bytes 7168$/m);
+      expect(sample(text, 'process_resident_memory_bytes')).toBeGreaterThan(10e6);
+      metrics.close(); // a second close must not close the other file
+      expect(readFileSync(other, 'utf8')).toContain('not-us');
+    } finally {
+      closeSync(other);
+      rmSync(dir, { recursive: true });
+    }
   });
 
   it('count garbage collections by kind, with cumulative buckets', async () => {

@@ -138,7 +138,7 @@ class GcHistogram {
 
 /** Reads a small /proc file through one descriptor kept open: a pread instead of open, read, close. */
 class ProcFile {
-  readonly #fd: number | undefined;
+  #fd: number | undefined;
   readonly #buffer = Buffer.allocUnsafe(4096);
 
   constructor(path: string) {
@@ -155,8 +155,13 @@ class ProcFile {
     return this.#buffer.toString('latin1', 0, n);
   }
 
+  /**
+   * Closes the descriptor and forgets its number: the kernel hands the number to the next
+   * open file or socket, and a scrape still running at shutdown must not read that instead.
+   */
   close(): void {
     if (this.#fd !== undefined) closeSync(this.#fd);
+    this.#fd = undefined;
   }
 }
 
