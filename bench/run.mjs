@@ -1,12 +1,12 @@
 // `npm run bench [-- --quick] [-- --out file.json]`: every variant side by side, in one run, each
 // server in its own child process; this process is the scraper (two when a HA pair is simulated).
 // Prints a table and writes bench/results/<date>.json. See docs/benchmarks.md for what is measured.
-import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { Agent, get } from 'node:http';
+import { Agent } from 'node:http';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
+import { canPin, imageNodeFlags, percentile, pin, roundPeriod, scrape, sleep, spawnChild } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -56,92 +56,10 @@ const here = new URL('.', import.meta.url);
 
 // The measured servers get CPU 0 (one is scraped at a time); this process (the scrapers) and the fake API share
 // CPU 1, as Prometheus and the Flashback API would run elsewhere. Needs taskset (util-linux).
-const PIN = args.pin && cpus().length >= 2 && hasTaskset();
-function hasTaskset() {
-  try {
-    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-function pin(pid, cpu) {
-  if (PIN) execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
-}
-pin(process.pid, 1);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const PIN = args.pin && canPin();
+const pinned = (pid, cpu) => PIN && pin(pid, cpu);
+pinned(process.pid, 1);
 const range = (n) => Array.from({ length: n }, (_, i) => i);
-
-/** A child process speaking the small request/answer protocol of server.mjs, polls.mjs and fake-api.mjs. */
-/** The node flags between `node` and the script in the Dockerfile's exec-form ENTRYPOINT. */
-function imageNodeFlags() {
-  const entrypoint = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(new URL('../Dockerfile', import.meta.url), 'utf8'))?.[1];
-  if (entrypoint === undefined) throw new Error('the Dockerfile has no exec-form ENTRYPOINT');
-  return JSON.parse(entrypoint).slice(1, -1);
-}
-
-function spawnChild(script, argv, { exposeGc = false, nodeOptions = [] } = {}) {
-  const execArgv = [...(exposeGc ? ['--expose-gc'] : []), ...nodeOptions];
-  const child = fork(new URL(script, here), argv.map(String), { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const waiting = new Map();
-  let next = 0;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const ready = new Promise((resolve, reject) => {
-    child.on('message', (msg) => {
-      if (msg.ready) return resolve(msg);
-      waiting.get(msg.id)?.(msg);
-      waiting.delete(msg.id);
-    });
-    void exited.then((code) => reject(new Error(`${script} ${argv.join(' ')} exited with ${code} before it was ready`)));
-  });
-  return {
-    pid: child.pid,
-    ready,
-    pause: () => child.kill('SIGSTOP'),
-    resume: () => child.kill('SIGCONT'),
-    call: (cmd) =>
-      new Promise((resolve, reject) => {
-        const id = ++next;
-        waiting.set(id, resolve);
-        child.send({ cmd, id });
-        void exited.then((code) => reject(new Error(`${script} exited with ${code} during ${cmd}`)));
-      }),
-    async exit() {
-      if (child.exitCode === null && child.connected) child.send({ cmd: 'exit' });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-/** One GET /metrics, timed from the request to the last byte; the body is kept only when asked. */
-function scrape(agent, port, gzip, keep = false) {
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const req = get({ host: '127.0.0.1', port, path: '/metrics', agent, headers: gzip ? { 'accept-encoding': 'gzip' } : {} }, (res) => {
-      const chunks = [];
-      let bytes = 0;
-      res.on('data', (chunk) => {
-        bytes += chunk.length;
-        if (keep) chunks.push(chunk);
-      });
-      res.on('end', () => {
-        const ms = performance.now() - started;
-        if (res.statusCode !== 200) return reject(new Error(`GET /metrics: HTTP ${res.statusCode}`));
-        if (gzip !== (res.headers['content-encoding'] === 'gzip')) return reject(new Error(`GET /metrics: unexpected content-encoding ${res.headers['content-encoding']}`));
-        resolve({ ms, bytes, body: keep ? Buffer.concat(chunks) : undefined });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-}
-
-/** Nearest-rank percentile: with fewer than 100 samples, p99 is the maximum. */
-function percentile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 /**
  * One measurement window: `scrapers` clients scrape one server (each waiting GAP_MS between its
@@ -194,7 +112,7 @@ async function benchSize(size) {
       const ready = await server.ready;
       server.port = ready.port;
       series = ready.series;
-      pin(server.pid, 0);
+      pinned(server.pid, 0);
     }
     const rows = [];
     for (const gzip of [false, true]) {
@@ -250,11 +168,6 @@ async function benchSize(size) {
   }
 }
 
-/** Seconds between poll rounds: a divisor of 60 comfortably longer than the first round's expected time. */
-function roundPeriod(units, concurrency) {
-  const expected = (units / concurrency) * (API_LATENCY_MS / 1000) * 2 + 2;
-  return [5, 10, 15, 20, 30, 60].find((p) => p >= expected) ?? 60;
-}
 
 /**
  * The exporter polling `units` units against the fake API, scraped (gzip) every 250 ms meanwhile:
@@ -263,10 +176,10 @@ function roundPeriod(units, concurrency) {
 async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [] }) {
   const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
   const { port: apiPort } = await api.ready;
-  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, steady ? roundPeriod(units, concurrency) : 0], { nodeOptions });
+  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, steady ? roundPeriod(units, concurrency, API_LATENCY_MS) : 0], { nodeOptions });
   try {
     const { port } = await exporter.ready;
-    pin(exporter.pid, 0);
+    pinned(exporter.pid, 0);
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     /** A round, with the exporter scraped meanwhile and the fake API's counts for it. */
     const measure = async (cmd) => {
@@ -305,7 +218,7 @@ async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [
       const bare = spawnChild('ceiling.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency]);
       try {
         await bare.ready;
-        pin(bare.pid, 0);
+        pinned(bare.pid, 0);
         const r = await bare.call('start');
         if (r.failed > 0) throw new Error(`ceiling run: ${r.failed} requests failed`);
         ceilingPerS = r.units / (r.elapsedMs / 1000);

@@ -50,4 +50,28 @@ describe('npm run bench', () => {
     expect(round!.ofIdeal).toBeGreaterThan(0);
     expect(results.checks.length).toBeGreaterThan(10);
   });
+
+  it('gaps.mjs times the event-loop gaps of both poll rounds, and lists the long ones with the GC inside them', async () => {
+    // Without --perf: CI machines have no perf. The listing's perf lines are what --perf adds.
+    const result = await run(process.execPath, [repoPath('bench/gaps.mjs'), '--units=200', '--concurrency=4', '--min-ms=0'], { timeoutMs: 60_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const line = (round: string) => new RegExp(`^${round} round: [\\d.]+ s, event-loop delay max [\\d.]+ ms, p99 [\\d.]+ ms; gaps over 8 ms: \\d+, over 10 ms: \\d+, over 15 ms: \\d+$`, 'm');
+    expect(result.stdout).toMatch(line('first'));
+    expect(result.stdout).toMatch(line('steady'));
+    // Every gap over 5 ms is listed at --min-ms=0, each with its time in the round and GC.
+    const gaps = [...result.stdout.matchAll(/^ {2}([\d.]+) s {2}([\d.]+) ms {2}GC: (.+)$/gm)];
+    for (const [, at, ms] of gaps) {
+      expect(Number(ms)).toBeGreaterThanOrEqual(5); // over 5 ms, printed to a tenth
+      expect(Number(at)).toBeGreaterThanOrEqual(0);
+    }
+    const steady = /^steady round: .* max ([\d.]+) ms, .*gaps over 8 ms: (\d+)/m.exec(result.stdout)!;
+    // Counted exactly, listed to a tenth: a listed 8.0 may be either side of 8.
+    const listed = (atLeast: number) => gaps.filter(([, , ms]) => Number(ms) >= atLeast).length;
+    expect(Number(steady[2])).toBeGreaterThanOrEqual(listed(8.1));
+    expect(Number(steady[2])).toBeLessThanOrEqual(listed(8));
+    const steadyMax = Number(steady[1]);
+    // The round's largest gap is the event-loop delay maximum, measured by another 1 ms timer.
+    if (steadyMax > 7) expect(Math.max(...gaps.map(([, , ms]) => Number(ms)))).toBeGreaterThan(steadyMax - 3);
+  });
 });
