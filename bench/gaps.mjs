@@ -36,7 +36,9 @@ if (PIN) pin(process.pid, 1);
 const dir = mkdtempSync(join(tmpdir(), 'flashback-gaps-'));
 const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
 const { port: apiPort } = await api.ready;
-const preload = ['--import', new URL('gap-trace.mjs', import.meta.url).pathname, ...(args.perf ? ['--perf-basic-prof'] : [])];
+// --perf-basic-prof writes the JIT's symbols to /tmp/perf-<pid>.map, where perf looks for them,
+// and turns on V8's log, kept out of the working directory.
+const preload = ['--import', new URL('gap-trace.mjs', import.meta.url).pathname, ...(args.perf ? ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`] : [])];
 const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, roundPeriod(units, concurrency, API_LATENCY_MS)], { nodeOptions: [...flags, ...preload] });
 try {
   const { port } = await exporter.ready;
@@ -92,6 +94,7 @@ try {
   await exporter.exit();
   await api.exit();
   rmSync(dir, { recursive: true, force: true });
+  if (args.perf) rmSync(`/tmp/perf-${exporter.pid}.map`, { force: true });
 }
 
 /**
