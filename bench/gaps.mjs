@@ -7,6 +7,8 @@
 // 4 kHz during the round, and each gap also shows what that thread was doing: the libuv phase,
 // and the V8 GC function or JS function on its stack. perf_hooks does not report every GC
 // pause: finishing a mark-compact's sweeping when the next one starts is not an entry.
+// JS names come from /tmp/perf-<pid>.map, to which V8 only appends: code that moved or was
+// collected can leave a stale name on an address (a config function at poll time, say).
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
