@@ -4,8 +4,8 @@
 // started by the cron schedule as every later round is (the steady state). For each: wall time
 // (throughput), CPU, and the event-loop delay while the answers land; the parent scrapes it
 // meanwhile and asks for memory.
-import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../dist/config/load.js';
 import { createExporter } from '../dist/exporter/exporter.js';
@@ -61,18 +61,33 @@ const exporter = await createExporter({
 const server = await listen(exporter.handler, { host: '127.0.0.1', port: 0 });
 const eld = monitorEventLoopDelay({ resolution: 1 });
 
-// Polls finished, counted where they land (the benchmark's own instrument, not the exporter's).
+// Polls finished, counted where they land (the benchmark's own instrument, not the exporter's):
+// in the round being measured, and since the start for soak.mjs.
 let finished = 0;
 let failed = 0;
+const total = { polls: 0, failed: 0 };
 const { store } = exporter;
 for (const method of ['recordSuccess', 'recordFailure']) {
   const record = store[method].bind(store);
   store[method] = (key, result) => {
     finished++;
-    if (method === 'recordFailure') failed++;
+    total.polls++;
+    if (method === 'recordFailure') failed++, total.failed++;
     record(key, result);
   };
 }
+
+// The heap in use just after each mark-compact: what is live, without forcing a GC (which would
+// compact, and hide the fragmentation a long run is watched for).
+const majorGc = { count: 0, heapUsedAfter: 0 };
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    // 2 is a mark-compact in one pause, 4 the final pause of an incremental one (most of them).
+    if (entry.detail?.kind !== 2 && entry.detail?.kind !== 4) continue;
+    majorGc.count++;
+    majorGc.heapUsedAfter = getHeapStatistics().used_heap_size;
+  }
+}).observe({ entryTypes: ['gc'] });
 const until = (condition) =>
   new Promise((resolve) => {
     const timer = setInterval(() => condition() && (clearInterval(timer), resolve()), 1);
@@ -131,7 +146,18 @@ process.on('message', async (msg) => {
   } else if (msg.cmd === 'memory') {
     const m = process.memoryUsage();
     const spaces = Object.fromEntries(getHeapSpaceStatistics().map((sp) => [sp.space_name, Math.round(sp.physical_space_size / 2 ** 20)]));
-    process.send({ id: msg.id, rss: m.rss, peakRss: process.resourceUsage().maxRSS * 1024, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, spacesMiB: spaces });
+    process.send({
+      id: msg.id,
+      rss: m.rss,
+      peakRss: process.resourceUsage().maxRSS * 1024,
+      heapUsed: m.heapUsed,
+      heapTotal: m.heapTotal,
+      external: m.external,
+      spacesMiB: spaces,
+      majorGcs: majorGc.count,
+      heapUsedAfterMajorGc: majorGc.count > 0 ? majorGc.heapUsedAfter : null,
+      ...total,
+    });
   } else if (msg.cmd === 'exit') {
     await exporter.stop();
     server.closeAllConnections();

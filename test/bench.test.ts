@@ -74,4 +74,29 @@ describe('npm run bench', () => {
     // The round's largest gap is the event-loop delay maximum, measured by another 1 ms timer.
     if (steadyMax > 7) expect(Math.max(...gaps.map(([, , ms]) => Number(ms)))).toBeGreaterThan(steadyMax - 3);
   });
+
+  it('soak.mjs samples memory and polls for as long as asked, and says how much memory grew', async () => {
+    const out = join(dir, 'soak.json');
+    // 200 units at concurrency 4: a round every 5 s, so 18 s is three rounds after the first.
+    const result = await run(process.execPath, [repoPath('bench/soak.mjs'), '--units=200', '--concurrency=4', '--minutes=0.3', '--sample=6', `--out=${out}`], { timeoutMs: 90_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^from minute [\d.]+ to [\d.]+: RSS [+-][\d.]+ MiB, heap after mark-compact (?:[+-][\d.]+|n\/a) MiB, old space [+-][\d.]+ MiB; RSS at most \d+ MiB; \d+ polls \(0 failed\), \d+ scrapes$/m);
+    const soak = JSON.parse(readFileSync(out, 'utf8')) as {
+      samples: { minute: number; rssBytes: number; polls: number; failed: number }[];
+      growth: { fromMinute: number; toMinute: number };
+      scrapes: number;
+    };
+    expect(soak.samples).toHaveLength(3);
+    // The schedule goes on between samples: the count only grows.
+    const polls = soak.samples.map((s) => s.polls);
+    expect(polls[0]).toBeGreaterThanOrEqual(200);
+    for (let i = 1; i < polls.length; i++) expect(polls[i]).toBeGreaterThan(polls[i - 1]!);
+    for (const sample of soak.samples) {
+      expect(sample.failed).toBe(0);
+      expect(sample.rssBytes).toBeGreaterThan(10 * 2 ** 20);
+    }
+    expect(soak.growth.toMinute).toBeGreaterThan(soak.growth.fromMinute);
+    expect(soak.scrapes).toBeGreaterThanOrEqual(2);
+  });
 });
