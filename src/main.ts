@@ -161,11 +161,13 @@ async function tokenSource(api: Config['api'], simulator: Simulator | undefined,
         onError: (err) => log.warn({ err: err.message, token_file: api.tokenFile }, 'cannot read api.tokenFile; keeping the last token'),
       });
     } catch (err) {
-      throw new Error(`cannot read api.tokenFile: ${(err as Error).message}`, { cause: err });
+      // Someone who exported FLASHBACK_TOKEN expects it to be used: say why it was not.
+      const ignored = process.env.FLASHBACK_TOKEN?.trim() ? ' (FLASHBACK_TOKEN is set, but api.tokenFile takes precedence over it)' : '';
+      throw new Error(`cannot use api.tokenFile: ${(err as Error).message}${ignored}`, { cause: err });
     }
   }
   const env = process.env.FLASHBACK_TOKEN?.trim();
-  if (env) return staticTokenSource(env);
+  if (env) return staticTokenSource(env, 'FLASHBACK_TOKEN');
   throw new Error('no API token: set api.tokenFile in the configuration or the FLASHBACK_TOKEN environment variable');
 }
 

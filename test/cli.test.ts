@@ -95,6 +95,25 @@ describe('command line', () => {
     expect(code).toBe(1);
     expect(stderr).toMatch(/no API token: set api.tokenFile in the configuration or the FLASHBACK_TOKEN environment variable/);
   });
+
+  it('refuses a token that cannot go in a header, naming where it came from, instead of failing every poll', async () => {
+    const tokenFile = join(dir, 'two-line-token');
+    writeFileSync(tokenFile, 'sec\nret-token\n');
+    const fromFile = await runExporter(['--once', `--config.file=${configFile('bad-token-file.yaml', '  - { name: a, scope: org }\n', `  tokenFile: ${tokenFile}\n`)}`]);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stderr).toContain(`cannot use api.tokenFile: token file ${tokenFile} holds a line break at position 4: a token is one word of printable ASCII`);
+    const fromEnv = await runExporter(['--once', `--config.file=${configFile('bad-token-env.yaml', '  - { name: a, scope: org }\n')}`], { FLASHBACK_TOKEN: 'Bearer s3cr3t-xyz' });
+    expect(fromEnv.code).toBe(1);
+    expect(fromEnv.stderr).toContain('FLASHBACK_TOKEN holds a space at position 7');
+    expect(fromEnv.stderr).not.toContain('s3cr3t-xyz');
+  });
+
+  it('says that FLASHBACK_TOKEN was not used when api.tokenFile is set but cannot be read', async () => {
+    const path = configFile('missing-token-file.yaml', '  - { name: a, scope: org }\n', '  tokenFile: /nonexistent/token\n');
+    const { code, stderr } = await runExporter(['--once', `--config.file=${path}`], { FLASHBACK_TOKEN: TOKEN });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/cannot use api.tokenFile: .*no such file.*\(FLASHBACK_TOKEN is set, but api.tokenFile takes precedence over it\)/);
+  });
 });
 
 describe('--config.check', () => {

@@ -50,11 +50,27 @@ export async function fileTokenSource(path: string, options: FileTokenOptions): 
 async function readToken(path: string): Promise<string> {
   const token = (await readFile(path, 'utf8')).trim();
   if (token === '') throw new Error(`token file ${path} is empty`);
+  checkToken(token, `token file ${path}`);
   return token;
 }
 
-/** A fixed token, from the environment or the demo. */
-export function staticTokenSource(token: string): TokenSource {
+/**
+ * Throws when a token cannot be sent as it is: undici refuses a header with a control
+ * character, and every request would then fail as a network error that retries cannot
+ * fix. A bearer token is one word of printable ASCII (RFC 6750 §2.1), so a line break, a
+ * space or a stray byte means the file or variable holds something else as well.
+ */
+export function checkToken(token: string, source: string): void {
+  const at = token.search(/[^\x21-\x7e]/);
+  if (at === -1) return;
+  const code = token.charCodeAt(at);
+  const what = code === 0x0a || code === 0x0d ? 'a line break' : code === 0x20 || code === 0x09 ? 'a space' : `the character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  throw new Error(`${source} holds ${what} at position ${at + 1}: a token is one word of printable ASCII`);
+}
+
+/** A fixed token, from the environment or the demo; `source` names it in the error. */
+export function staticTokenSource(token: string, source = 'the token'): TokenSource {
   const value = token.trim();
+  checkToken(value, source);
   return () => value;
 }
