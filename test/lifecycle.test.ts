@@ -175,6 +175,11 @@ describe('token rotation', () => {
       now = 3_000;
       expect(await next()).toBe('second-token');
       expect(warnings[1]).toMatch(/is empty/);
+      // Half a rotation by hand: two tokens in one file. Sent, it would fail every request.
+      writeFileSync(file, 'third-token\nfourth-token\n');
+      now = 4_000;
+      expect(await next()).toBe('second-token');
+      expect(warnings[2]).toBe(`token file ${file} holds a line break at position 12: a token is one word of printable ASCII`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
