@@ -83,6 +83,15 @@ describe('config defaults and resolution', () => {
     expect(checkout).toMatchObject({ schedule: '0 */5 * * * *', bucket: 'complete', summary: false });
   });
 
+  it('resolves YAML merge keys, so targets can share settings through an anchor as in Prometheus configs', () => {
+    const config = load(fixture('config/valid/merge-keys.yaml'));
+    expect(config.targets.map((t) => [t.name, t.scope, t.id, t.schedule, t.labels])).toEqual([
+      ['web', 'workspace', 'ws-web', '0 */5 * * * *', { team: 'platform' }],
+      ['api', 'workspace', 'ws-api', '0 */5 * * * *', { team: 'platform' }],
+      ['batch', 'workspace', 'ws-batch', '0 0 * * * *', { team: 'platform' }],
+    ]);
+  });
+
   it('freezes the loaded config so nothing can drift from what was validated', () => {
     const config = load(fixture('config/valid/minimal.yaml'));
     expect(Object.isFrozen(config)).toBe(true);

@@ -61,7 +61,7 @@ export function validateYaml<S extends z.ZodType>(
   options: ValidateYamlOptions<z.input<S>>,
 ): YamlResult<z.output<S>> {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true, merge: true });
   const at = (offset: number | undefined) => (offset === undefined ? { line: undefined, column: undefined } : positionOf(lines, offset));
 
   if (doc.errors.length > 0) {
