@@ -10,6 +10,7 @@ import {
   WINDOW_STAT,
   extraFieldFamily,
   headerBytes,
+  type DroppedField,
   type FamilyDef,
 } from './families.js';
 
@@ -594,6 +595,7 @@ function labelsOf(unit: UnitState, which: 'data' | 'unit'): Buffer {
  */
 export class MetricStore {
   readonly #now: () => number;
+  readonly #onFieldDropped: (dropped: DroppedField) => void;
   readonly #units = new Map<string, UnitState>();
   /** The unit in each slot, for the label sets of its lines. */
   readonly #bySlot: (UnitState | undefined)[] = [];
@@ -629,8 +631,10 @@ export class MetricStore {
   readonly #errors = new Family(POLL_ERRORS, 'unit', this.#work);
   #order: Family[] = [];
 
-  constructor(options: { now?: () => number } = {}) {
+  /** `onFieldDropped` hears of each numeric field the API added that gets no metric, once. */
+  constructor(options: { now?: () => number; onFieldDropped?: (dropped: DroppedField) => void } = {}) {
     this.#now = options.now ?? Date.now;
+    this.#onFieldDropped = options.onFieldDropped ?? (() => {});
     this.#reorder();
   }
 
@@ -883,10 +887,14 @@ export class MetricStore {
   #extraFamily(field: string): Family | undefined {
     let family = this.#extras.get(field);
     if (family === undefined) {
-      const def = extraFieldFamily(field);
+      let def = extraFieldFamily(field);
       // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
-      const clash = def !== undefined && [...this.#extras.values()].some((f) => f?.def.name === def.name);
-      family = def === undefined || clash ? null : new Family(def, 'data', this.#work);
+      const name = 'reason' in def ? undefined : def.name;
+      if (name !== undefined && [...this.#extras.values()].some((f) => f?.def.name === name)) {
+        def = { field, metric: name, reason: 'name_taken', why: 'is the metric of another field the API added' };
+      }
+      if ('reason' in def) this.#onFieldDropped(def);
+      family = 'reason' in def ? null : new Family(def, 'data', this.#work);
       this.#extras.set(field, family);
       this.#reorder();
     }
