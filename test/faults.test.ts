@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeFlashback, type Reply } from './support/fake-flashback.js';
 import { fixture, jsonFixture } from './support/fixtures.js';
 import { eventually, sampleValue, startExporter, type RunningExporter } from './support/exporter.js';
+import { promtoolCheckMetrics } from './support/tools.js';
 
 // One unit per fault: the fake answers by the unit's `id`. Each fault is injected after a
 // round of good answers, so the test also sees what happens to the last good values.
@@ -37,6 +38,7 @@ const FAULTS: Record<string, Fault> = {
   'empty-series': { reply: { body: jsonFixture('api/empty-series.json') }, reason: undefined },
   unsorted: { reply: { body: unsorted }, reason: undefined },
   'extra-fields': { reply: { body: extraFields }, reason: undefined },
+  'odd-field-names': { reply: { body: jsonFixture('api/odd-field-names.json') }, reason: undefined },
   'infinite-numbers': { reply: { body: fixture('api/huge-number.json') }, reason: undefined },
 };
 
@@ -112,6 +114,18 @@ describe('a misbehaving upstream', () => {
   it('publishes extra numeric fields and ignores the rest', () => {
     expect(sampleValue(after, 'flashback_private_chat_reasoning_tokens', unit('extra-fields'))).toBe(42);
     expect(after).not.toMatch(/flashback_private_chat_(label|nested)/);
+  });
+
+  it('publishes no added field whose metric promtool would remark on, and counts and logs each one it drops', () => {
+    expect(promtoolCheckMetrics(after)).toEqual({ code: 0, remarks: '' });
+    expect(sampleValue(after, 'flashback_private_chat_cached_tokens', unit('odd-field-names'))).toBe(80);
+    expect(after).not.toMatch(/^flashback_private_chat_(requests_total|count|bucket|latency_ms|tokens_in_count)[{ ]/m);
+    expect(sampleValue(after, 'flashback_exporter_dropped_fields_total', { reason: 'invalid_name' })).toBe(14);
+    expect(sampleValue(after, 'flashback_exporter_dropped_fields_total', { reason: 'name_taken' })).toBe(1);
+    expect(sampleValue(after, 'flashback_exporter_dropped_fields_total', { reason: 'too_many_fields' })).toBe(0);
+    const warned = running.logs.filter((l) => l.msg === 'not publishing a field the API added to its time buckets');
+    expect(warned).toHaveLength(15);
+    expect(warned.find((l) => l.field === 'latencyMs')).toMatchObject({ level: 'warn', reason: 'invalid_name', metric: 'flashback_private_chat_latency_ms', why: 'has the abbreviated unit ms' });
   });
 
   it('never publishes a value that is not a finite number', () => {

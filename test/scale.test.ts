@@ -24,6 +24,7 @@ import {
   TARGET_UP,
   WINDOW_STAT,
   extraFieldFamily,
+  type FamilyDef,
 } from '../src/store/families.js';
 import { rawRequest } from './support/http.js';
 import { sampleLines } from './support/exporter.js';
@@ -104,7 +105,7 @@ class Reference {
   #field(field: string): Gauge {
     let gauge = this.#fields.get(field);
     if (gauge === undefined) {
-      const name = FIELD_FAMILIES[field]?.name ?? extraFieldFamily(field)!.name;
+      const name = FIELD_FAMILIES[field]?.name ?? (extraFieldFamily(field) as FamilyDef).name;
       this.#fields.set(field, (gauge = this.#gauge(name, dataNames)));
     }
     return gauge;

@@ -3,7 +3,11 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Gauge, Counter, Registry } from 'prom-client';
 import { MetricStore, type PollSuccess, type UnitSpec } from '../src/store/store.js';
+import type { DroppedField } from '../src/store/families.js';
+import { pointFields, type SeriesPoint } from '../src/api/response.js';
 import { sampleLines } from './support/exporter.js';
+import { jsonFixture } from './support/fixtures.js';
+import { promtoolCheckMetrics } from './support/tools.js';
 
 function spec(name: string, extra: [string, string][] = [], staleAfterMs = 600_000): UnitSpec {
   const unitLabels: [string, string][] = [['target', name], ['model', ''], ['user_id', ''], ['api_key_id', ''], ['ai_llm_id', '']];
@@ -28,6 +32,12 @@ function success(at: number, tokensIn: number, extra: Partial<PollSuccess> = {})
 
 function labelText(pairs: readonly (readonly [string, string])[]): string {
   return pairs.map(([name, value]) => `${name}="${value}"`).join(',');
+}
+
+/** A store, and the fields it reports dropped. */
+function storeHearingDrops(): { store: MetricStore; dropped: DroppedField[] } {
+  const dropped: DroppedField[] = [];
+  return { store: new MetricStore({ now: () => 0, onFieldDropped: (d) => dropped.push(d) }), dropped };
 }
 
 async function text(store: MetricStore): Promise<string> {
@@ -197,6 +207,96 @@ describe('metric store', () => {
     expect(stats).toHaveLength(70_000);
     expect(stats[69_999]).toMatch(/,stat="s69999"\} 69999$/);
     expect(out).toMatch(/^flashback_private_chat_window_stat\{target="b",.*,stat="p90"\} 20$/m);
+  });
+});
+
+describe('fields the API adds to its time buckets', () => {
+  /** The store's text after units publish the odd fixture's bucket, and the fields it dropped. */
+  async function publishOddFields(keys: readonly string[]): Promise<{ out: string; dropped: DroppedField[] }> {
+    const point = jsonFixture<{ series: SeriesPoint[] }>('api/odd-field-names.json').series[0]!;
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([...new Set(keys)].map((key) => spec(key)));
+    for (const key of keys) store.recordSuccess(key, success(0, 1, { bucket: { ts: point.ts, fields: pointFields(point) } }));
+    return { out: await text(store), dropped };
+  }
+
+  it('publishes none whose metric promtool would remark on, and reports each one it drops once', async () => {
+    const { out, dropped } = await publishOddFields(['a', 'b', 'a']);
+    expect(promtoolCheckMetrics(out)).toEqual({ code: 0, remarks: '' });
+    expect(out.match(/(?<=^# TYPE )flashback_private_chat_\w+/gm)).toEqual(
+      ['input_tokens', 'output_tokens', 'requests', 'bucket_timestamp_seconds', 'buckets_filled', 'cached_tokens', 'countdown', 'http_retries', 'latency_seconds', 'prompt_bytes', 'thermometers', 'total_cost', 'window_stat'].map(
+        (name) => `flashback_private_chat_${name}`,
+      ),
+    );
+    expect(dropped.map((d) => [d.field, d.reason])).toEqual([
+      ...['requestsTotal', 'count', 'bucket', 'latencyMs', 'tokensInCount', 'errorsSum', 'requestsCreated', 'modelInfo', 'queueGauge', 'planB', 'durationMinutes', 'contextKilobytes', 'payloadBits'].map((field) => [field, 'invalid_name']),
+      ['input_tokens', 'name_taken'],
+      ['--', 'invalid_name'],
+    ]);
+    expect(dropped.find((d) => d.field === 'requestsTotal')).toMatchObject({ metric: 'flashback_private_chat_requests_total', why: 'ends in _total, a suffix Prometheus keeps for other metric types' });
+    expect(dropped.find((d) => d.field === 'latencyMs')).toMatchObject({ why: 'has the abbreviated unit ms' });
+  });
+
+  it('drops exactly those whose gauge promtool remarks on, and those ending in a suffix only OpenMetrics reserves', async () => {
+    const { out, dropped } = await publishOddFields(['a']);
+    const published = out.match(/(?<=^# TYPE )flashback_private_chat_\w+/gm)!;
+    const rejected = dropped.filter((d) => d.reason === 'invalid_name' && d.metric !== undefined).map((d) => d.metric!);
+    const { remarks } = promtoolCheckMetrics([...published, ...rejected].map((name) => `# HELP ${name} h\n# TYPE ${name} gauge\n${name} 1\n`).join(''));
+    const flagged = new Set(remarks.split('\n').filter(Boolean).map((line) => line.split(' ')[0]));
+    expect([...flagged].sort()).toEqual(rejected.filter((name) => !/_(created|info|gcount|gsum)$/.test(name)).sort());
+  });
+});
+
+describe('families of extra fields over time', () => {
+  /** A poll's success with the documented fields and one extra field per name. */
+  const withFields = (names: readonly string[]) => success(0, 1, { bucket: { ts: 1, fields: [['tokensIn', 1], ...names.map((name, i) => [name, i] as const)] } });
+  const fieldNames = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `field${from + i}Tokens`);
+  const extraFamilies = (out: string) => out.match(/(?<=^# TYPE flashback_private_chat_)field\d+_tokens/gm) ?? [];
+
+  it('are 32 at most: the fields beyond are dropped and reported as too many, once each', async () => {
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([spec('a'), spec('b')]);
+    store.recordSuccess('a', withFields(fieldNames(0, 40)));
+    store.recordSuccess('b', withFields(fieldNames(0, 40)));
+    const out = await text(store);
+    expect(extraFamilies(out)).toHaveLength(32);
+    expect(out).not.toMatch(/field3[2-9]_tokens/);
+    expect(dropped.map((d) => [d.field, d.reason])).toEqual(fieldNames(32, 40).map((field) => [field, 'too_many_fields']));
+  });
+
+  it('frees the family of a field no unit sends any more, making room for one that waited', async () => {
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([spec('a'), spec('b')]);
+    store.recordSuccess('a', withFields(fieldNames(0, 32)));
+    store.recordSuccess('b', withFields(fieldNames(32, 36)));
+    expect(dropped).toHaveLength(4);
+    store.recordSuccess('a', withFields(fieldNames(0, 16)));
+    await store.snapshot();
+    store.recordSuccess('b', withFields(fieldNames(32, 36)));
+    const out = await text(store);
+    expect(extraFamilies(out)).toEqual([...fieldNames(0, 16), ...fieldNames(32, 36)].map((f) => f.replace('Tokens', '_tokens')).sort());
+    expect(dropped).toHaveLength(4);
+  });
+
+  it('go to the first of two fields with one snake-case name, and to the second once the first is gone', async () => {
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([spec('a'), spec('b')]);
+    store.recordSuccess('a', withFields(['field1Tokens']));
+    store.recordSuccess('b', withFields(['field1_tokens']));
+    expect(await text(store)).toMatch(/^flashback_private_chat_field1_tokens\{target="a".*\n# /m);
+    expect(dropped).toMatchObject([{ field: 'field1_tokens', reason: 'name_taken' }]);
+    store.recordSuccess('a', withFields([]));
+    await store.snapshot();
+    store.recordSuccess('b', withFields(['field1_tokens']));
+    expect(await text(store)).toMatch(/^flashback_private_chat_field1_tokens\{target="b".*\n# /m);
+  });
+
+  it('never runs out of room for field names that change on every poll: each frees the last one\'s family', async () => {
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([spec('a')]);
+    for (let poll = 0; poll < 1_000; poll++) store.recordSuccess('a', withFields([`field${poll}Tokens`]));
+    expect(extraFamilies(await text(store))).toEqual(['field999_tokens']);
+    expect(dropped).toEqual([]);
   });
 });
 

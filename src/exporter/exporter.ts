@@ -61,7 +61,14 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   const now = options.now ?? Date.now;
   const sharding = options.sharding ?? { shard: 0, totalShards: 1 };
   const telemetry = createTelemetry({ version: options.version, processMetrics: options.processMetrics ?? true });
-  const store = new MetricStore({ now });
+  const store = new MetricStore({
+    now,
+    // A field left out is said where each reader looks: by name in the log, by reason in a counter to alert on.
+    onFieldDropped: (dropped) => {
+      telemetry.countDroppedField(dropped.reason);
+      log.warn(dropped, 'not publishing a field the API added to its time buckets');
+    },
+  });
   const makeDispatcher =
     options.dispatcher ??
     ((api: Config['api']) => new Agent({ connections: api.concurrency, keepAliveTimeout: 30_000, connect: { timeout: api.timeoutMs } }));

@@ -10,6 +10,7 @@ import {
   WINDOW_STAT,
   extraFieldFamily,
   headerBytes,
+  type DroppedField,
   type FamilyDef,
 } from './families.js';
 
@@ -74,6 +75,11 @@ function compress(text: Buffer): Buffer {
 
 // The API decides the statistic names; a misbehaving one must not grow the cache without bound.
 const EXTRA_LABELS_MAX = 10_000;
+// The API decides which extra fields a bucket has, too: one that sends ever-changing names must
+// not grow the families, the series or the memory without bound. Far more than it documents.
+const EXTRA_FAMILIES_MAX = 32;
+// Dropped field names are remembered so that a poll does not judge them again, up to this many.
+const DROPPED_FIELDS_MAX = 1_000;
 
 /** The text after the label set: what a line keeps, the label set being its unit's. */
 function tail(labels: Buffer, extra: string, value: number): string {
@@ -594,6 +600,7 @@ function labelsOf(unit: UnitState, which: 'data' | 'unit'): Buffer {
  */
 export class MetricStore {
   readonly #now: () => number;
+  readonly #onFieldDropped: (dropped: DroppedField) => void;
   readonly #units = new Map<string, UnitState>();
   /** The unit in each slot, for the label sets of its lines. */
   readonly #bySlot: (UnitState | undefined)[] = [];
@@ -621,7 +628,11 @@ export class MetricStore {
   // Fixed families first, in a stable order; families for extra API fields follow, by name.
   readonly #fields = new Map<string, Family>(Object.entries(FIELD_FAMILIES).map(([field, def]) => [field, new Family(def, 'data', this.#work)]));
   readonly #bucketTs = new Family(BUCKET_TIMESTAMP, 'data', this.#work);
-  readonly #extras = new Map<string, Family | null>();
+  readonly #extras = new Map<string, Family>();
+  /** Extra fields whose name can never be published. */
+  readonly #dropped = new Set<string>();
+  /** Extra fields dropped for want of room or of a name: judged again once an extra family is freed. */
+  readonly #waiting = new Set<string>();
   readonly #windowStat = new Family(WINDOW_STAT, 'data', this.#work);
   readonly #up = new Family(TARGET_UP, 'unit', this.#work);
   readonly #lastSuccess = new Family(LAST_SUCCESS, 'unit', this.#work);
@@ -629,8 +640,13 @@ export class MetricStore {
   readonly #errors = new Family(POLL_ERRORS, 'unit', this.#work);
   #order: Family[] = [];
 
-  constructor(options: { now?: () => number } = {}) {
+  /**
+   * `onFieldDropped` hears of each numeric field the API added that gets no metric, once; again
+   * only when it is judged again (after an extra family is freed, or 1,000 other dropped names).
+   */
+  constructor(options: { now?: () => number; onFieldDropped?: (dropped: DroppedField) => void } = {}) {
     this.#now = options.now ?? Date.now;
+    this.#onFieldDropped = options.onFieldDropped ?? (() => {});
     this.#reorder();
   }
 
@@ -795,6 +811,7 @@ export class MetricStore {
 
   async #build(): Promise<Snapshot> {
     const version = this.#version;
+    this.#freeUnusedExtras();
     const parts: Part[] = [];
     let sliceStart = performance.now();
     for (const family of this.#order) {
@@ -881,20 +898,47 @@ export class MetricStore {
   }
 
   #extraFamily(field: string): Family | undefined {
-    let family = this.#extras.get(field);
-    if (family === undefined) {
-      const def = extraFieldFamily(field);
-      // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
-      const clash = def !== undefined && [...this.#extras.values()].some((f) => f?.def.name === def.name);
-      family = def === undefined || clash ? null : new Family(def, 'data', this.#work);
-      this.#extras.set(field, family);
-      this.#reorder();
+    const family = this.#extras.get(field);
+    if (family !== undefined || this.#dropped.has(field) || this.#waiting.has(field)) return family;
+    const def = extraFieldFamily(field);
+    if ('reason' in def) return this.#drop(this.#dropped, def);
+    // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
+    if ([...this.#extras.values()].some((f) => f.def.name === def.name)) {
+      return this.#drop(this.#waiting, { field, metric: def.name, reason: 'name_taken', why: 'is the metric of another field the API added' });
     }
-    return family ?? undefined;
+    if (this.#extras.size >= EXTRA_FAMILIES_MAX && !this.#freeUnusedExtras()) {
+      return this.#drop(this.#waiting, { field, metric: def.name, reason: 'too_many_fields', why: `would be more than ${EXTRA_FAMILIES_MAX} extra metrics` });
+    }
+    const added = new Family(def, 'data', this.#work);
+    this.#extras.set(field, added);
+    this.#reorder();
+    return added;
+  }
+
+  #drop(names: Set<string>, dropped: DroppedField): undefined {
+    if (names.size >= DROPPED_FIELDS_MAX) names.clear();
+    names.add(dropped.field);
+    this.#onFieldDropped(dropped);
+    return undefined;
+  }
+
+  /**
+   * Forgets the extra families no unit has lines in any more (their fields went away, or their
+   * units went stale or were removed); true when there were any. A family that comes back is
+   * made anew.
+   */
+  #freeUnusedExtras(): boolean {
+    const size = this.#extras.size;
+    for (const [field, family] of this.#extras) if (family.populated === 0) this.#extras.delete(field);
+    if (this.#extras.size === size) return false;
+    // Room, or a name, for the fields that waited for one.
+    this.#waiting.clear();
+    this.#reorder();
+    return true;
   }
 
   #reorder(): void {
-    const extras = [...this.#extras.values()].filter((f): f is Family => f !== null).sort((a, b) => (a.def.name < b.def.name ? -1 : 1));
+    const extras = [...this.#extras.values()].sort((a, b) => (a.def.name < b.def.name ? -1 : 1));
     this.#order = [...this.#fields.values(), this.#bucketTs, ...extras, this.#windowStat, this.#up, this.#lastSuccess, this.#duration, this.#errors];
   }
 }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { RuntimeMetrics } from './runtime.js';
+import { FIELD_DROP_REASONS, type FieldDropReason } from '../store/families.js';
 
 /**
  * The exporter's own metrics: its counters and gauges in a prom-client registry, and the
@@ -9,6 +10,8 @@ export interface Telemetry {
   readonly registry: Registry;
   /** Counts an HTTP answer of the Flashback API (flashback_exporter_api_requests_total). */
   countResponse(status: number): void;
+  /** Counts a field the API added that the store does not publish (flashback_exporter_dropped_fields_total). */
+  countDroppedField(reason: FieldDropReason): void;
   /** Records a configuration load or reload attempt, and when it succeeded. */
   configLoaded(ok: boolean, atMs: number): void;
   /** The exposition text of all of them, as they are now. */
@@ -39,6 +42,14 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     labelNames: ['code'],
     registers: [registry],
   });
+  const droppedFields = new Counter({
+    name: 'flashback_exporter_dropped_fields_total',
+    help: 'Numeric fields the API added to its time buckets that are not published as metrics, by reason; a field is counted when it is first dropped.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  // Every reason from the start, so that increase() sees the first drop.
+  for (const reason of FIELD_DROP_REASONS) droppedFields.inc({ reason }, 0);
   const reloadSuccessful = new Gauge({
     name: 'flashback_exporter_config_last_reload_successful',
     help: 'Whether the last configuration reload attempt was successful.',
@@ -57,6 +68,10 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     registry,
     countResponse: (status) => {
       apiRequests.inc({ code: String(status) });
+      changes++;
+    },
+    countDroppedField: (reason) => {
+      droppedFields.inc({ reason });
       changes++;
     },
     configLoaded: (ok, atMs) => {

@@ -56,3 +56,9 @@ export function imageNodeFlags(): string[] {
 }
 
 export const PROMTOOL_HINT = 'apt-get install prometheus (Debian ships promtool with it)';
+
+/** `promtool check metrics` on an exposition: its exit code, and all it said (nothing, when happy). */
+export function promtoolCheckMetrics(text: string): { readonly code: number | null; readonly remarks: string } {
+  const result = spawnSync(requireTool('promtool', PROMTOOL_HINT), ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  return { code: result.status, remarks: result.stdout + result.stderr };
+}
