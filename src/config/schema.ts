@@ -31,7 +31,12 @@ function expect(message: string) {
 const duration = (what = 'a duration like 30s, 5m, 1h or 7d') =>
   z
     .string({ error: expect(`must be ${what}`) })
-    .refine((s) => (parseDuration(s) ?? 0) > 0, { error: `must be ${what}` })
+    .superRefine((s, ctx) => {
+      const ms = parseDuration(s);
+      // `0s` is a duration, just not a usable one: say what is wrong with it.
+      if (ms === undefined) ctx.addIssue({ code: 'custom', message: `must be ${what}` });
+      else if (ms === 0) ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
+    })
     .meta({ pattern: DURATION_PATTERN });
 
 const cronExpression = z
