@@ -92,6 +92,10 @@ describe('config defaults and resolution', () => {
     }).toThrow(TypeError);
   });
 
+  it('accepts an api.timeout of 10m, the longest a request may wait', () => {
+    expect(load('api:\n  timeout: 10m\ntargets:\n  - { name: a, scope: org }\n').api.timeoutMs).toBe(600_000);
+  });
+
   it('parses Prometheus durations and byte sizes', () => {
     expect(parseDuration('1h30m')).toBe(5_400_000);
     expect(parseDuration('7d')).toBe(604_800_000);

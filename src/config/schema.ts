@@ -28,7 +28,7 @@ function expect(message: string) {
   return (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message);
 }
 
-const duration = (what = 'a duration like 30s, 5m, 1h or 7d') =>
+const duration = (what = 'a duration like 30s, 5m, 1h or 7d', atMost?: string) =>
   z
     .string({ error: expect(`must be ${what}`) })
     .superRefine((s, ctx) => {
@@ -36,6 +36,7 @@ const duration = (what = 'a duration like 30s, 5m, 1h or 7d') =>
       // `0s` is a duration, just not a usable one: say what is wrong with it.
       if (ms === undefined) ctx.addIssue({ code: 'custom', message: `must be ${what}` });
       else if (ms === 0) ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
+      else if (atMost !== undefined && ms > parseDuration(atMost)!) ctx.addIssue({ code: 'custom', message: `must be at most ${atMost}` });
     })
     .meta({ pattern: DURATION_PATTERN });
 
@@ -126,7 +127,9 @@ export const ConfigSchema = z
         tokenFile: nonEmptyString('a file path')
           .optional()
           .describe('File holding the API token, re-read once a second; else the env var FLASHBACK_TOKEN'),
-        timeout: duration().default('15s').describe('Per request'),
+        // It becomes a timer, and Node fires one of more than 2^31-1 ms (24.8 days) after 1 ms:
+        // every request would time out at once. No answer is worth waiting 10 minutes for.
+        timeout: duration(undefined, '10m').default('15s').describe('Per request; at most 10m'),
         concurrency: z
           .int({ error: expect('must be a whole number') })
           .min(1, { error: 'must be at least 1' })
