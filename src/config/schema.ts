@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { validateDetailed } from 'node-cron';
+import { validateDetailed, type CronFieldError } from 'node-cron';
 import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './duration.js';
 
 // The schema is the single source of truth for the file format: validation, the error
@@ -40,12 +40,22 @@ const duration = (what = 'a duration like 30s, 5m, 1h or 7d', atMost?: string) =
     })
     .meta({ pattern: DURATION_PATTERN });
 
+// node-cron words a bad field "61 is a invalid expression for minute"; ours is plainer.
+const CRON_FIELD_NAMES: Readonly<Record<string, string>> = {
+  second: 'second', minute: 'minute', hour: 'hour', dayOfMonth: 'day of the month', month: 'month', dayOfWeek: 'day of the week',
+};
+
+function cronFieldError(e: CronFieldError): string {
+  const name = CRON_FIELD_NAMES[e.field];
+  return name !== undefined && e.value !== undefined && e.message.includes(' is a invalid expression for ') ? `${e.value} is not a valid ${name}` : e.message;
+}
+
 const cronExpression = z
   .string({ error: expect('must be a cron expression string, e.g. "0 * * * * *"') })
   .superRefine((expr, ctx) => {
     const result = validateDetailed(expr);
     if (!result.valid) {
-      const why = result.errors.map((e) => e.message).join('; ');
+      const why = result.errors.map(cronFieldError).join('; ');
       ctx.addIssue({ code: 'custom', message: `must be a cron expression (5 fields, or 6 with seconds): ${why}` });
     }
   });
