@@ -74,8 +74,8 @@ const filterValue = z.union(
   { error: expect('must be a string or a list of strings') },
 );
 
-// Keys a target may override; in `defaults` they all have a value.
-const pollSettings = {
+/** Keys a target may override; in `defaults` they all have a value. */
+export const pollSettings = {
   schedule: cronExpression.describe('node-cron expression: 5 fields, or 6 with seconds first'),
   window: duration('a window like 24h, 7d or 30d').describe('Time window the API aggregates over'),
   timeBucketSize: duration('a bucket size like 1h or 1d').describe('Size of each time bucket'),
@@ -200,26 +200,9 @@ export const ConfigSchema = z
           .describe('Refuse a configuration whose poll units would publish more series than this'),
       })
       .prefault({}),
-  })
-  .superRefine(
-    (config, ctx) => {
-      // A bucket longer than the window can never fill; the API would answer with one partial bucket.
-      if (config === null || typeof config !== 'object') return;
-      const defaults = (config?.defaults ?? {}) as Partial<Record<string, unknown>>;
-      (Array.isArray(config?.targets) ? config.targets : []).forEach((t, i) => {
-        const window = t?.window ?? defaults.window ?? '24h';
-        const bucket = t?.timeBucketSize ?? defaults.timeBucketSize ?? '1h';
-        if (t === null || typeof t !== 'object' || typeof window !== 'string' || typeof bucket !== 'string') return;
-        const w = parseDuration(window);
-        const b = parseDuration(bucket);
-        if (w !== undefined && b !== undefined && b > w) {
-          const path = t.timeBucketSize !== undefined ? ['targets', i, 'timeBucketSize'] : ['targets', i, 'window'];
-          ctx.addIssue({ code: 'custom', path, message: `timeBucketSize (${bucket}) is longer than window (${window})` });
-        }
-      });
-    },
-    { when: () => true },
-  );
+  });
+// Checks that span several fields are in cross-field.ts: zod skips them once any field fails
+// outright, and they would hide behind an unrelated problem.
 
 /** A target as written in the file. */
 export interface RawTarget {
