@@ -44,8 +44,10 @@ export function crossFieldProblems(data: unknown, locate: YamlLocator): ConfigPr
     const window = setting('window');
     const bucket = setting('timeBucketSize');
     if (window !== undefined && bucket !== undefined && parseDuration(bucket.value as string)! > parseDuration(window.value as string)!) {
-      const path = target.timeBucketSize !== undefined ? ['targets', i, 'timeBucketSize'] : ['targets', i, 'window'];
-      report(path, `timeBucketSize (${bucket.value}) is longer than window (${window.value})`);
+      // Name the key written nearest the target, the one to change: a target's own over a
+      // default, which a target may not even mention.
+      const written = [bucket.path, window.path].filter((p) => p !== undefined);
+      report(written.find((p) => p[0] === 'targets') ?? written[0]!, `timeBucketSize (${bucket.value}) is longer than window (${window.value})`);
     }
   });
   return [...problems.values()];
