@@ -1,5 +1,6 @@
 import { ConfigSchema, pollSettings } from './schema.js';
-import { parseDuration } from './duration.js';
+import { formatDuration, parseDuration } from './duration.js';
+import { scheduleProfile } from './schedule.js';
 import type { ConfigProblem, YamlLocator, YamlPath } from './yaml.js';
 
 // Checks between fields, on the config as written: they run whatever else is wrong with the
@@ -25,7 +26,7 @@ export function crossFieldProblems(data: unknown, locate: YamlLocator): ConfigPr
   const report = (path: YamlPath, message: string) => {
     const problem = locate.problem(path, message);
     // A default's problem is the same for every target that inherits it: say it once.
-    if (!problems.has(problem.path)) problems.set(problem.path, problem);
+    problems.set(`${problem.path}\n${message}`, problem);
   };
 
   targets.forEach((t, i) => {
@@ -48,6 +49,23 @@ export function crossFieldProblems(data: unknown, locate: YamlLocator): ConfigPr
       // default, which a target may not even mention.
       const written = [bucket.path, window.path].filter((p) => p !== undefined);
       report(written.find((p) => p[0] === 'targets') ?? written[0]!, `timeBucketSize (${bucket.value}) is longer than window (${window.value})`);
+    }
+
+    // Data not refreshed within staleAfter is dropped while target_up stays 1: a staleAfter
+    // shorter than the schedule's gaps would empty the target between polls. Only one the file
+    // sets can be: the default is made to fit the schedule.
+    const staleAfter = setting('staleAfter');
+    const schedule = setting('schedule');
+    if (staleAfter?.path !== undefined && schedule !== undefined) {
+      const profile = scheduleProfile(schedule.value as string);
+      if (parseDuration(staleAfter.value as string)! < profile.longestIntervalMs) {
+        const longest = `${profile.beyondHorizon ? 'at least ' : ''}${formatDuration(profile.longestIntervalMs)}`;
+        report(
+          staleAfter.path,
+          `staleAfter (${staleAfter.value}) is shorter than the longest interval between runs of the schedule "${schedule.value}" (${longest}): ` +
+            `the data series would expire between polls; make it at least ${formatDuration(profile.longestIntervalMs)} or leave it unset`,
+        );
+      }
     }
   });
   return [...problems.values()];

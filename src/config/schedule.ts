@@ -9,6 +9,8 @@ export interface ScheduleProfile {
    * two days of the horizon, the horizon itself: all that can be said is that it is no shorter.
    */
   readonly longestIntervalMs: number;
+  /** Whether longestIntervalMs is that lower bound. */
+  readonly beyondHorizon: boolean;
 }
 
 /**
@@ -16,7 +18,7 @@ export interface ScheduleProfile {
  * schedule is seen to run twice and a monthly one shows its 31-day gap; and a whole number of
  * weeks (109), so that a schedule of some weekdays averages out exactly.
  */
-export const HORIZON_DAYS = 763;
+const HORIZON_DAYS = 763;
 
 const DAY_SECONDS = 86_400;
 const CACHE_MAX = 256;
@@ -48,6 +50,7 @@ export function scheduleProfile(expression: string, from?: Date): ScheduleProfil
   const profile: ScheduleProfile = {
     runsPerHour: (days.length * times.count) / (HORIZON_DAYS * 24),
     longestIntervalMs: days.length < 2 ? HORIZON_DAYS * DAY_SECONDS * 1000 : longest,
+    beyondHorizon: days.length < 2,
   };
   if (from === undefined) {
     if (cache.size >= CACHE_MAX) cache.clear();

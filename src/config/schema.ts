@@ -83,7 +83,10 @@ export const pollSettings = {
     .enum(['latest', 'complete'], { error: expect('must be one of latest, complete') })
     .describe('latest: the newest bucket; complete: the newest bucket that has ended by meta.end'),
   summary: z.boolean({ error: expect('must be true or false') }).describe("Also publish the response's summary statistics"),
-  staleAfter: duration().describe("Drop a unit's data series when not refreshed for this long"),
+  staleAfter: duration().describe(
+    "Drop a unit's data series when not refreshed for this long; at least the longest interval between runs of the schedule. " +
+      'Unset: 10m, or twice that interval when longer',
+  ),
 };
 
 const filters = z
@@ -167,7 +170,8 @@ export const ConfigSchema = z
         timeBucketSize: pollSettings.timeBucketSize.default('1h'),
         bucket: pollSettings.bucket.default('latest'),
         summary: pollSettings.summary.default(true),
-        staleAfter: pollSettings.staleAfter.default('10m'),
+        // No fixed default: it depends on each target's schedule (see resolveConfig).
+        staleAfter: pollSettings.staleAfter.optional(),
       })
       .prefault({})
       .describe('Every key here can be overridden per target'),
