@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { scheduleProfile } from '../src/config/schedule.js';
 
@@ -41,6 +42,20 @@ describe('schedule profile', () => {
   it('reads L and # as the scheduler does', () => {
     expect(scheduleProfile('0 0 L * *', from).longestIntervalMs).toBe(31 * DAY);
     expect(scheduleProfile('0 0 * * 1#2', from).longestIntervalMs).toBe(35 * DAY);
+  });
+
+  it('counts the hour a change of daylight saving time adds between two runs, as staleness does', () => {
+    // node-cron keeps its time zone from its first use: a fresh process has to start in the zone.
+    const code = `import { scheduleProfile } from './dist/config/schedule.js';
+      const from = new Date(${from.getTime()});
+      console.log(JSON.stringify(['0 0 * * 1', '*/1 * * * * *', '0 * * * *'].map((e) => scheduleProfile(e, from).longestIntervalMs)));`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      cwd: new URL('..', import.meta.url),
+      env: { ...process.env, TZ: 'Europe/Berlin' },
+      encoding: 'utf8',
+    });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual([7 * DAY + HOUR, SECOND, HOUR]);
   });
 
   it('sees a yearly schedule run twice', () => {

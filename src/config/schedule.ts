@@ -38,14 +38,16 @@ export function scheduleProfile(expression: string, from?: Date): ScheduleProfil
   const fields = parse(expression);
   const times = timesOfDay(fields);
   const start = from ?? new Date();
-  // Day i of the horizon at the schedule's first time of day, local time as node-cron reads it.
-  const firstRunOn = (i: number) =>
-    new Date(start.getFullYear(), start.getMonth(), start.getDate() + i, Math.floor(times.first / 3600), Math.floor(times.first / 60) % 60, times.first % 60);
-  const days = runDays(expression, fields, firstRunOn);
+  // Day i of the horizon at a time of day, in local time as node-cron reads it: the days
+  // between two runs are counted on the clock, with the hour a change of daylight saving time
+  // adds or takes away, as staleness is.
+  const runOn = (i: number, time: number) =>
+    new Date(start.getFullYear(), start.getMonth(), start.getDate() + i, Math.floor(time / 3600), Math.floor(time / 60) % 60, time % 60);
+  const days = runDays(expression, fields, (i) => runOn(i, times.first));
 
   let longest = times.longestGap * 1000;
   for (let k = 1; k < days.length; k++) {
-    longest = Math.max(longest, firstRunOn(days[k]!).getTime() - firstRunOn(days[k - 1]!).getTime() - (times.last - times.first) * 1000);
+    longest = Math.max(longest, runOn(days[k]!, times.first).getTime() - runOn(days[k - 1]!, times.last).getTime());
   }
   const profile: ScheduleProfile = {
     runsPerHour: (days.length * times.count) / (HORIZON_DAYS * 24),
