@@ -52,8 +52,8 @@ export function crossFieldProblems(data: unknown, locate: YamlLocator): ConfigPr
     }
 
     // Data not refreshed within staleAfter is dropped while target_up stays 1: a staleAfter
-    // shorter than the schedule's gaps would empty the target between polls. Only one the file
-    // sets can be: the default is made to fit the schedule.
+    // shorter than the schedule's gaps would empty the target between polls. Only a staleAfter
+    // the file sets is checked; the default is made to fit the schedule (defaultStaleAfterMs).
     const staleAfter = setting('staleAfter');
     const schedule = setting('schedule');
     if (staleAfter?.path !== undefined && schedule !== undefined) {

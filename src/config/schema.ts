@@ -129,7 +129,11 @@ const target = z
     { when: () => true },
   ) as unknown as z.ZodType<RawTarget>;
 
-/** The configuration file as written (durations still strings, defaults not yet merged). */
+/**
+ * The configuration file as written (durations still strings, defaults not yet merged).
+ * Checks between a target's settings and the defaults are in cross-field.ts: zod skips its
+ * refinements once any field fails outright, and they would hide behind an unrelated problem.
+ */
 export const ConfigSchema = z
   .strictObject({
     api: z
@@ -205,8 +209,6 @@ export const ConfigSchema = z
       })
       .prefault({}),
   });
-// Checks that span several fields are in cross-field.ts: zod skips them once any field fails
-// outright, and they would hide behind an unrelated problem.
 
 /** A target as written in the file. */
 export interface RawTarget {
