@@ -118,11 +118,12 @@ describe('--config.check', () => {
   });
 
   it('shows the calls per hour of weekly and monthly schedules as small numbers, not 0', async () => {
-    const path = configFile('slow.yaml', '  - { name: weekly, scope: org, schedule: "0 0 * * 1" }\n  - { name: monthly, scope: org, schedule: "0 0 1 * *" }\n');
+    const path = configFile('slow.yaml', '  - { name: weekly, scope: org, schedule: "0 0 * * 1" }\n  - { name: monthly, scope: org, schedule: "0 0 1 * *" }\n  - { name: minutely, scope: org, schedule: "0 * * * * *" }\n');
     const { code, stdout } = await runExporter(['--config.check', `--config.file=${path}`]);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^weekly\s+org\s+1\s+15\s+0\.006\s+0 0 \* \* 1$/m);
     expect(stdout).toMatch(/^monthly\s+org\s+1\s+15\s+0\.0014\s+0 0 1 \* \*$/m);
+    expect(stdout).toContain('total: 3 targets, 3 poll units, about 45 series, 60 API calls per hour');
   });
 
   it('prints the share of each shard when sharded', async () => {

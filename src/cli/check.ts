@@ -15,8 +15,9 @@ export function describePlan(config: Config, file: string, sharding: Sharding): 
     return r;
   };
   const sum = (list: readonly PollUnit[], f: (u: PollUnit) => number) => list.reduce((n, u) => n + f(u), 0);
-  // Two significant digits below one call an hour, so a weekly schedule shows 0.006, not 0.0.
-  const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n < 1 ? String(Number(n.toPrecision(2))) : n.toFixed(1));
+  // Two significant digits below one call an hour, so a weekly schedule shows 0.006, not 0.0;
+  // above, one decimal at most, so a weekly target beside a minutely one adds no 60.0.
+  const fmt = (n: number) => String(n < 1 ? Number(n.toPrecision(2)) : Number(n.toFixed(1)));
 
   const lines = [`${file}: configuration is valid`, ''];
   const table = [['TARGET', 'SCOPE', 'UNITS', 'SERIES', 'CALLS/HOUR', 'SCHEDULE']];
