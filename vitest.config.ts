@@ -8,5 +8,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Schedules' intervals are counted on the local clock, daylight saving time included:
+    // the tests expect UTC's, wherever they run.
+    env: { TZ: 'UTC' },
   },
 });

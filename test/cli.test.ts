@@ -128,6 +128,23 @@ describe('--config.check', () => {
     expect(stdout).toContain('  b{model="m2",user_id="u3"}');
   });
 
+  it('counts a schedule of every second as exactly 3600 calls per hour, without taking seconds to do so', async () => {
+    const path = configFile('fast.yaml', '  - { name: fast, scope: org, schedule: "*/1 * * * * *" }\n');
+    const { code, stdout, ms } = await runExporter(['--config.check', `--config.file=${path}`]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^fast\s+org\s+1\s+15\s+3600\s+\*\/1 \* \* \* \* \*$/m);
+    expect(ms).toBeLessThan(5_000);
+  });
+
+  it('shows the calls per hour of weekly and monthly schedules as small numbers, not 0', async () => {
+    const path = configFile('slow.yaml', '  - { name: weekly, scope: org, schedule: "0 0 * * 1" }\n  - { name: monthly, scope: org, schedule: "0 0 1 * *" }\n  - { name: minutely, scope: org, schedule: "0 * * * * *" }\n');
+    const { code, stdout } = await runExporter(['--config.check', `--config.file=${path}`]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^weekly\s+org\s+1\s+15\s+0\.006\s+0 0 \* \* 1$/m);
+    expect(stdout).toMatch(/^monthly\s+org\s+1\s+15\s+0\.0014\s+0 0 1 \* \*$/m);
+    expect(stdout).toContain('total: 3 targets, 3 poll units, about 45 series, 60 API calls per hour');
+  });
+
   it('prints the share of each shard when sharded', async () => {
     const path = configFile('shards.yaml', '  - name: b\n    scope: workspace\n    id: w\n    filters: { model: [m1, m2, m3, m4, m5, m6] }\n');
     const { stdout } = await runExporter(['--config.check', `--config.file=${path}`, '--shard=1', '--total-shards=3']);

@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { formatProblem, loadConfigFile, parseConfig } from '../src/config/load.js';
 import { expandUnits, shardOf } from '../src/config/units.js';
 import { configJsonSchema } from '../src/config/json-schema.js';
-import { parseDuration, parseSize } from '../src/config/duration.js';
+import { formatDuration, parseDuration, parseSize } from '../src/config/duration.js';
 import { fixture } from './support/fixtures.js';
 
 const invalidDir = new URL('./fixtures/config/invalid/', import.meta.url);
@@ -99,6 +99,38 @@ describe('config defaults and resolution', () => {
     expect(() => {
       (config.api as { concurrency: number }).concurrency = 99;
     }).toThrow(TypeError);
+  });
+
+  it('makes an unset staleAfter 10m, or twice the longest interval between runs of a slower schedule', () => {
+    const config = load(`
+targets:
+  - { name: minutely, scope: org }
+  - { name: hourly, scope: org, schedule: "0 * * * *" }
+  - { name: weekly, scope: org, schedule: "0 0 * * 1" }
+  - { name: monthly, scope: org, schedule: "0 0 1 * *" }
+`);
+    expect(config.targets.map((t) => t.staleAfterMs)).toEqual([600_000, 2 * 3_600_000, 14 * 86_400_000, 62 * 86_400_000]);
+  });
+
+  it('accepts a staleAfter as long as the longest interval between runs of its schedule', () => {
+    const config = load(`
+defaults:
+  staleAfter: 1h
+targets:
+  - { name: hourly, scope: org, schedule: "0 * * * *" }
+  - { name: weekly, scope: org, schedule: "0 0 * * 1", staleAfter: 7d }
+`);
+    expect(config.targets.map((t) => t.staleAfterMs)).toEqual([3_600_000, 7 * 86_400_000]);
+  });
+
+  it('accepts an api.timeout of 10m, the longest a request may wait', () => {
+    expect(load('api:\n  timeout: 10m\ntargets:\n  - { name: a, scope: org }\n').api.timeoutMs).toBe(600_000);
+  });
+
+  it('writes an interval as a duration that parseDuration reads back, in days at the most', () => {
+    expect(formatDuration(31 * 86_400_000)).toBe('31d');
+    expect(formatDuration(2 * 86_400_000 + 15 * 3_600_000 + 30_000)).toBe('2d15h30s');
+    expect(parseDuration(formatDuration(90_061_001))).toBe(90_061_001);
   });
 
   it('parses Prometheus durations and byte sizes', () => {

@@ -87,7 +87,8 @@ describe('staleness', () => {
     let now = 1704153660_000;
     let failing = false;
     fake = await FakeFlashback.start(() => (failing ? { status: 503 } : { body: jsonFixture('api/ok.json') }));
-    running = await startExporter(yaml(fake.url, '  - { name: a, scope: org, staleAfter: 5m }'), { now: () => now });
+    // A staleAfter may not be shorter than the schedule leaves between polls.
+    running = await startExporter(yaml(fake.url, '  - { name: a, scope: org, schedule: "0 */5 * * * *", staleAfter: 5m }'), { now: () => now });
     await eventually(() => running!.exporter.store.ready);
     failing = true;
     await running.exporter.pollOnce();

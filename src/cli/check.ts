@@ -1,23 +1,6 @@
-import { createTask } from 'node-cron';
 import type { Config } from '../config/config.js';
 import { expandUnits, seriesPerUnit, shardOf, type PollUnit, type Sharding } from '../config/units.js';
-
-/** Average runs per hour of a cron expression, over the next day. */
-export function runsPerHour(schedule: string, from = new Date()): number {
-  const task = createTask(schedule, () => {});
-  try {
-    const end = from.getTime() + 86_400_000;
-    // Ask for more runs until one falls past the day: at most twice the work needed.
-    for (let count = 64; ; count *= 2) {
-      const runs = task.getNextRuns(count);
-      if (runs.length < count || runs[runs.length - 1]!.getTime() > end) {
-        return runs.filter((d) => d.getTime() <= end).length / 24;
-      }
-    }
-  } finally {
-    void task.destroy();
-  }
-}
+import { scheduleProfile } from '../config/schedule.js';
 
 /**
  * What --config.check prints: the targets, the poll units, the series and API calls they
@@ -28,11 +11,13 @@ export function describePlan(config: Config, file: string, sharding: Sharding): 
   const rate = new Map<string, number>();
   const callsOf = (u: PollUnit) => {
     let r = rate.get(u.target.schedule);
-    if (r === undefined) rate.set(u.target.schedule, (r = runsPerHour(u.target.schedule)));
+    if (r === undefined) rate.set(u.target.schedule, (r = scheduleProfile(u.target.schedule).runsPerHour));
     return r;
   };
   const sum = (list: readonly PollUnit[], f: (u: PollUnit) => number) => list.reduce((n, u) => n + f(u), 0);
-  const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(1));
+  // Two significant digits below one call an hour, so a weekly schedule shows 0.006, not 0.0;
+  // above, one decimal at most, so a weekly target beside a minutely one adds no 60.0.
+  const fmt = (n: number) => String(n < 1 ? Number(n.toPrecision(2)) : Number(n.toFixed(1)));
 
   const lines = [`${file}: configuration is valid`, ''];
   const table = [['TARGET', 'SCOPE', 'UNITS', 'SERIES', 'CALLS/HOUR', 'SCHEDULE']];

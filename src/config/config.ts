@@ -1,5 +1,6 @@
 import { FILTER_KEYS, type FilterKey, type RawConfig } from './schema.js';
 import { parseDuration, parseSize } from './duration.js';
+import { scheduleProfile } from './schedule.js';
 
 /** A target with every default merged in and durations in milliseconds. */
 export interface TargetConfig {
@@ -50,17 +51,19 @@ export function resolveConfig(raw: RawConfig): Config {
     },
     targets: raw.targets.map((t): TargetConfig => {
       const timeBucketSize = t.timeBucketSize ?? d.timeBucketSize;
+      const schedule = t.schedule ?? d.schedule;
+      const staleAfter = t.staleAfter ?? d.staleAfter;
       return {
         name: t.name,
         scope: t.scope,
         id: t.id,
-        schedule: t.schedule ?? d.schedule,
+        schedule,
         window: t.window ?? d.window,
         timeBucketSize,
         timeBucketSizeMs: parseDuration(timeBucketSize)!,
         bucket: t.bucket ?? d.bucket,
         summary: t.summary ?? d.summary,
-        staleAfterMs: parseDuration(t.staleAfter ?? d.staleAfter)!,
+        staleAfterMs: staleAfter === undefined ? defaultStaleAfterMs(schedule) : parseDuration(staleAfter)!,
         filters: Object.fromEntries(
           FILTER_KEYS.map((k) => {
             const v = t.filters?.[k];
@@ -72,6 +75,15 @@ export function resolveConfig(raw: RawConfig): Config {
     }),
     limits: { maxSeries: raw.limits.maxSeries },
   });
+}
+
+/**
+ * staleAfter where the file sets none: 10m, or two of the schedule's longest intervals between
+ * runs when that is longer, so that an hourly or weekly target keeps its data between polls
+ * and through one failed poll.
+ */
+export function defaultStaleAfterMs(schedule: string): number {
+  return Math.max(600_000, 2 * scheduleProfile(schedule).longestIntervalMs);
 }
 
 /** Freezes an object graph, so a loaded config cannot drift from what was validated. */

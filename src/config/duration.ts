@@ -16,6 +16,21 @@ export function parseDuration(text: string): number | undefined {
   return Number.isSafeInteger(ms) ? ms : undefined;
 }
 
+/**
+ * Writes milliseconds as a duration parseDuration reads back, in days at the most, as people
+ * count intervals between runs: `31d`, `2d15h`, `30s`.
+ */
+export function formatDuration(ms: number): string {
+  let rest = ms;
+  let text = '';
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000], ['ms', 1]] as const) {
+    const n = Math.floor(rest / size);
+    if (n > 0) text += `${n}${unit}`;
+    rest -= n * size;
+  }
+  return text === '' ? '0s' : text;
+}
+
 /** The regular expression source, for the JSON Schema `pattern` of duration fields. */
 export const DURATION_PATTERN = DURATION_RE.source;
 

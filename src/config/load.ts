@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigSchema } from './schema.js';
 import { resolveConfig, type Config } from './config.js';
+import { crossFieldProblems } from './cross-field.js';
 import { seriesPerUnit, unitCount } from './units.js';
 import { formatProblem, validateYaml, type ConfigProblem } from './yaml.js';
 
@@ -36,11 +37,12 @@ export async function loadConfigFile(path: string): Promise<LoadResult> {
 }
 
 /**
- * Validates config text completely: YAML syntax, then the schema, then the series budget.
+ * Validates config text completely: YAML syntax, then the schema with the checks between
+ * fields, then the series budget.
  * It never throws for any input; every problem comes back at once, each with its line.
  */
 export function parseConfig(text: string, file = 'config.yaml'): LoadResult {
-  const result = validateYaml(ConfigSchema, text, file, { whenEmpty: 'is empty: it needs at least a targets list' });
+  const result = validateYaml(ConfigSchema, text, file, { whenEmpty: 'is empty: it needs at least a targets list', crossCheck: crossFieldProblems });
   if (!result.ok) return result;
 
   const config = resolveConfig(result.data);

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { validateDetailed } from 'node-cron';
+import { validateDetailed, type CronFieldError } from 'node-cron';
 import { DURATION_PATTERN, SIZE_PATTERN, parseDuration, parseSize } from './duration.js';
 
 // The schema is the single source of truth for the file format: validation, the error
@@ -28,18 +28,34 @@ function expect(message: string) {
   return (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message);
 }
 
-const duration = (what = 'a duration like 30s, 5m, 1h or 7d') =>
+const duration = (what = 'a duration like 30s, 5m, 1h or 7d', atMost?: string) =>
   z
     .string({ error: expect(`must be ${what}`) })
-    .refine((s) => (parseDuration(s) ?? 0) > 0, { error: `must be ${what}` })
+    .superRefine((s, ctx) => {
+      const ms = parseDuration(s);
+      // `0s` is a duration, just not a usable one: say what is wrong with it.
+      if (ms === undefined) ctx.addIssue({ code: 'custom', message: `must be ${what}` });
+      else if (ms === 0) ctx.addIssue({ code: 'custom', message: 'must be greater than zero' });
+      else if (atMost !== undefined && ms > parseDuration(atMost)!) ctx.addIssue({ code: 'custom', message: `must be at most ${atMost}` });
+    })
     .meta({ pattern: DURATION_PATTERN });
+
+// node-cron words a bad field "61 is a invalid expression for minute"; ours is plainer.
+const CRON_FIELD_NAMES: Readonly<Record<string, string>> = {
+  second: 'second', minute: 'minute', hour: 'hour', dayOfMonth: 'day of the month', month: 'month', dayOfWeek: 'day of the week',
+};
+
+function cronFieldError(e: CronFieldError): string {
+  const name = CRON_FIELD_NAMES[e.field];
+  return name !== undefined && e.value !== undefined && e.message.includes(' is a invalid expression for ') ? `${e.value} is not a valid ${name}` : e.message;
+}
 
 const cronExpression = z
   .string({ error: expect('must be a cron expression string, e.g. "0 * * * * *"') })
   .superRefine((expr, ctx) => {
     const result = validateDetailed(expr);
     if (!result.valid) {
-      const why = result.errors.map((e) => e.message).join('; ');
+      const why = result.errors.map(cronFieldError).join('; ');
       ctx.addIssue({ code: 'custom', message: `must be a cron expression (5 fields, or 6 with seconds): ${why}` });
     }
   });
@@ -58,8 +74,8 @@ const filterValue = z.union(
   { error: expect('must be a string or a list of strings') },
 );
 
-// Keys a target may override; in `defaults` they all have a value.
-const pollSettings = {
+/** Keys a target may override; in `defaults` they all have a value. */
+export const pollSettings = {
   schedule: cronExpression.describe('node-cron expression: 5 fields, or 6 with seconds first'),
   window: duration('a window like 24h, 7d or 30d').describe('Time window the API aggregates over'),
   timeBucketSize: duration('a bucket size like 1h or 1d').describe('Size of each time bucket'),
@@ -67,7 +83,10 @@ const pollSettings = {
     .enum(['latest', 'complete'], { error: expect('must be one of latest, complete') })
     .describe('latest: the newest bucket; complete: the newest bucket that has ended by meta.end'),
   summary: z.boolean({ error: expect('must be true or false') }).describe("Also publish the response's summary statistics"),
-  staleAfter: duration().describe("Drop a unit's data series when not refreshed for this long"),
+  staleAfter: duration().describe(
+    "Drop a unit's data series when not refreshed for this long; at least the longest interval between runs of the schedule. " +
+      'Unset: 10m, or twice that interval when longer',
+  ),
 };
 
 const filters = z
@@ -110,7 +129,11 @@ const target = z
     { when: () => true },
   ) as unknown as z.ZodType<RawTarget>;
 
-/** The configuration file as written (durations still strings, defaults not yet merged). */
+/**
+ * The configuration file as written (durations still strings, defaults not yet merged).
+ * Checks between a target's settings and the defaults are in cross-field.ts: zod skips its
+ * refinements once any field fails outright, and they would hide behind an unrelated problem.
+ */
 export const ConfigSchema = z
   .strictObject({
     api: z
@@ -121,7 +144,9 @@ export const ConfigSchema = z
         tokenFile: nonEmptyString('a file path')
           .optional()
           .describe('File holding the API token, re-read once a second; else the env var FLASHBACK_TOKEN'),
-        timeout: duration().default('15s').describe('Per request'),
+        // It becomes a timer, and Node fires one of more than 2^31-1 ms (24.8 days) after 1 ms:
+        // every request would time out at once. No answer is worth waiting 10 minutes for.
+        timeout: duration(undefined, '10m').default('15s').describe('Per request; at most 10m'),
         concurrency: z
           .int({ error: expect('must be a whole number') })
           .min(1, { error: 'must be at least 1' })
@@ -149,7 +174,8 @@ export const ConfigSchema = z
         timeBucketSize: pollSettings.timeBucketSize.default('1h'),
         bucket: pollSettings.bucket.default('latest'),
         summary: pollSettings.summary.default(true),
-        staleAfter: pollSettings.staleAfter.default('10m'),
+        // No fixed default: it depends on each target's schedule (see resolveConfig).
+        staleAfter: pollSettings.staleAfter.optional(),
       })
       .prefault({})
       .describe('Every key here can be overridden per target'),
@@ -182,26 +208,7 @@ export const ConfigSchema = z
           .describe('Refuse a configuration whose poll units would publish more series than this'),
       })
       .prefault({}),
-  })
-  .superRefine(
-    (config, ctx) => {
-      // A bucket longer than the window can never fill; the API would answer with one partial bucket.
-      if (config === null || typeof config !== 'object') return;
-      const defaults = (config?.defaults ?? {}) as Partial<Record<string, unknown>>;
-      (Array.isArray(config?.targets) ? config.targets : []).forEach((t, i) => {
-        const window = t?.window ?? defaults.window ?? '24h';
-        const bucket = t?.timeBucketSize ?? defaults.timeBucketSize ?? '1h';
-        if (t === null || typeof t !== 'object' || typeof window !== 'string' || typeof bucket !== 'string') return;
-        const w = parseDuration(window);
-        const b = parseDuration(bucket);
-        if (w !== undefined && b !== undefined && b > w) {
-          const path = t.timeBucketSize !== undefined ? ['targets', i, 'timeBucketSize'] : ['targets', i, 'window'];
-          ctx.addIssue({ code: 'custom', path, message: `timeBucketSize (${bucket}) is longer than window (${window})` });
-        }
-      });
-    },
-    { when: () => true },
-  );
+  });
 
 /** A target as written in the file. */
 export interface RawTarget {

@@ -47,6 +47,13 @@ export interface ValidateYamlOptions<I> {
    * value to validate instead (for files where every key is optional).
    */
   readonly whenEmpty: string | (() => I);
+  /**
+   * Checks that span several fields, run on the data as written whether the schema passed or
+   * not: zod skips its own refinements once any field fails outright (1.5 for a whole number),
+   * and every problem should still be reported at once. They pass over fields that are invalid
+   * on their own, whose problems the schema reports.
+   */
+  readonly crossCheck?: (data: unknown, locate: YamlLocator) => ConfigProblem[];
 }
 
 /**
@@ -84,12 +91,6 @@ export function validateYaml<S extends z.ZodType>(
     data = options.whenEmpty();
   }
 
-  const parsed = schema.safeParse(data, { reportInput: true });
-  if (!parsed.success) {
-    const problems = parsed.error.issues.flatMap((issue) => describeIssue(schema, issue, doc, at, file));
-    problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
-    return { ok: false, problems };
-  }
   const locate: YamlLocator = {
     problem: (path, message) => ({ file, ...at(offsetOf(doc, path)), path: formatPath(path), message }),
     problemAtValue: (path, message) => {
@@ -97,6 +98,15 @@ export function validateYaml<S extends z.ZodType>(
       return { file, ...at(node?.range?.[0]), path: formatPath(path), message };
     },
   };
+  const parsed = schema.safeParse(data, { reportInput: true });
+  const problems = [
+    ...(parsed.success ? [] : parsed.error.issues.flatMap((issue) => describeIssue(schema, issue, doc, at, file))),
+    ...(options.crossCheck?.(data, locate) ?? []),
+  ];
+  if (!parsed.success || problems.length > 0) {
+    problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0) || (a.column ?? 0) - (b.column ?? 0));
+    return { ok: false, problems };
+  }
   return { ok: true, data: parsed.data, locate };
 }
 
