@@ -162,6 +162,9 @@ export const ConfigSchema = z
         maxRequestsPerSecond: z
           .number({ error: expect('must be a number') })
           .positive({ error: 'must be greater than zero' })
+          // Slower than this, the wait for a turn could pass Node's 24.8-day timer limit, which
+          // fires at once instead; and no schedule polls that rarely.
+          .min(0.001, { error: 'must be at least 0.001 (one request every 1000 s)' })
           .optional()
           .describe('Upper bound on requests started per second, across all targets'),
         maxResponseBytes: size.default('8MiB').describe('A larger response body is cut off and counted as too_large'),
