@@ -99,4 +99,16 @@ describe('npm run bench', () => {
     expect(soak.growth.toMinute).toBeGreaterThan(soak.growth.fromMinute);
     expect(soak.scrapes).toBeGreaterThanOrEqual(2);
   });
+
+  it('worker-floor.mjs measures the main thread beside each kind of worker, once per run', async () => {
+    const result = await run(process.execPath, [repoPath('bench/worker-floor.mjs'), '--worker=duty', '--seconds=1', '--runs=2'], { timeoutMs: 30_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    for (const line of lines) expect(line).toMatch(/^worker duty: main thread's event-loop delay max \d+\.\d ms, p99 \d+\.\d ms$/);
+    const refused = await run(process.execPath, [repoPath('bench/worker-floor.mjs'), '--worker=sleep']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('--worker must be alloc, compute or duty');
+  });
 });
