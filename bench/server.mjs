@@ -14,6 +14,7 @@ import { generate, fillRegistry, fillStore } from './data.mjs';
 import { MetricStore } from '../dist/store/store.js';
 import { CONTENT_TYPE } from '../dist/store/exposition.js';
 import { createHandler, drained, listen, renderMetrics } from '../dist/http/server.js';
+import { TurnBudget } from '../dist/loop/turns.js';
 import { createTelemetry } from '../dist/telemetry/telemetry.js';
 
 const gzip = promisify(gzipCallback);
@@ -64,10 +65,13 @@ if (variant === 'A') {
     res.end(body);
   };
 } else {
-  const store = new MetricStore();
+  // One share of each event-loop turn for the store's rebuilds and the scrapes, as the exporter has.
+  const turns = new TurnBudget();
+  const store = new MetricStore({ turns });
   fillStore(store, units);
   const served = createHandler({
     store,
+    turns,
     ownMetrics,
     telemetryPath: '/metrics',
     version: 'bench',

@@ -11,6 +11,7 @@ import { createPoller, type PollFn } from '../scheduler/poll.js';
 import { MetricStore } from '../store/store.js';
 import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { createHandler, type ReloadOutcome } from '../http/server.js';
+import { TurnBudget } from '../loop/turns.js';
 
 export interface ExporterOptions {
   readonly config: Config;
@@ -61,8 +62,12 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   const now = options.now ?? Date.now;
   const sharding = options.sharding ?? { shard: 0, totalShards: 1 };
   const telemetry = createTelemetry({ version: options.version, processMetrics: options.processMetrics ?? true });
+  // One share of each event-loop turn for the long jobs (queueing a tick, rebuilding the
+  // snapshot, sending scrapes), so that running at once they still yield within it.
+  const turns = new TurnBudget();
   const store = new MetricStore({
     now,
+    turns,
     // A field left out is said where each reader looks: by name in the log, by reason in a counter to alert on.
     onFieldDropped: (dropped) => {
       telemetry.countDroppedField(dropped.reason);
@@ -97,7 +102,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   // client for new polls while polls in flight finish on the old one.
   // Twice the request slots: a poll is always waiting when a request finishes, and the rest
   // of a large round waits as a queue entry, not as a started request.
-  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now, maxActive: () => api.settings.concurrency * 2 });
+  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now, turns, maxActive: () => api.settings.concurrency * 2 });
   let units = expandUnits(config, sharding);
 
   const specs = (list: readonly PollUnit[]) =>
@@ -147,6 +152,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
     enableLifecycle: options.enableLifecycle ?? false,
     reload,
     now,
+    turns,
   });
 
   return {

@@ -4,6 +4,7 @@ import type { MetricStore, Piece } from '../store/store.js';
 import { CONTENT_TYPE } from '../store/exposition.js';
 import { renderLanding } from './landing.js';
 import { storedGzipMember } from './gzip.js';
+import { TurnBudget } from '../loop/turns.js';
 
 /** What a reload reports back to POST /-/reload. */
 export type ReloadOutcome = { ok: true } | { ok: false; error: string };
@@ -18,6 +19,8 @@ export interface HandlerDeps {
   readonly enableLifecycle: boolean;
   readonly reload: () => Promise<ReloadOutcome>;
   readonly now?: () => number;
+  /** The turn's share of chunked work, shared with the store's rebuilds; a handler's own when not given. */
+  readonly turns?: TurnBudget;
 }
 
 /** The exposition: the store's pre-rendered series, then the exporter's own few. */
@@ -32,8 +35,9 @@ export async function renderMetrics(store: MetricStore, ownMetrics: () => Promis
  */
 export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const now = deps.now ?? Date.now;
+  const turns = deps.turns ?? new TurnBudget();
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void> | void> = {
-    [deps.telemetryPath]: (req, res) => serveMetrics(deps, req, res),
+    [deps.telemetryPath]: (req, res) => serveMetrics(deps, turns, req, res),
     '/-/healthy': (_req, res) => text(res, 200, 'Flashback Exporter is Healthy.\n'),
     '/-/ready': (_req, res) => {
       if (deps.store.ready) return text(res, 200, 'Flashback Exporter is Ready.\n');
@@ -74,7 +78,7 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
   };
 }
 
-async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serveMetrics(deps: HandlerDeps, turns: TurnBudget, req: IncomingMessage, res: ServerResponse): Promise<void> {
   res.setHeader('Content-Type', CONTENT_TYPE);
   res.setHeader('Vary', 'Accept-Encoding');
   const gzip = acceptsGzip(req.headers['accept-encoding']);
@@ -85,7 +89,7 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
   // The store's text goes first, as it is kept: in pieces of up to 256 KiB in Buffers reused
   // from scrape to scrape (plain text rendered into them as it goes, label sets in front of
   // line tails; gzip members copied together), each written when the socket takes it, and the
-  // event loop gets a turn every few ms. The store keeps gzip members, which a gzip file may
+  // event loop gets a turn once the turn's share of work is used, by this scrape or others. The store keeps gzip members, which a gzip file may
   // hold several of (RFC 1952 §2.2) and every reader, Prometheus included, decodes as one
   // stream: nothing is compressed on a scrape.
   // The exporter's own few lines are taken once the socket has all it will take for now: their
@@ -94,7 +98,7 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
   // as promhttp's are.
   let own: Promise<string> | undefined;
   const takeOwn = () => (own ??= deps.ownMetrics());
-  await send(res, gzip ? snapshot.gzipPieces() : snapshot.pieces(), takeOwn);
+  await send(res, gzip ? snapshot.gzipPieces() : snapshot.pieces(), turns, takeOwn);
   if (res.destroyed) return;
   const text = Buffer.from(await takeOwn());
   // A gzip scrape gets them as a member of their own, stored rather than compressed: a few
@@ -103,8 +107,7 @@ async function serveMetrics(deps: HandlerDeps, req: IncomingMessage, res: Server
 }
 
 /** Writes pieces as the socket takes them, calling `whileWaiting` before it first waits for one to drain. */
-async function send(res: ServerResponse, pieces: Iterable<Piece>, whileWaiting: () => void): Promise<void> {
-  let slice = performance.now();
+async function send(res: ServerResponse, pieces: Iterable<Piece>, turns: TurnBudget, whileWaiting: () => void): Promise<void> {
   for (const piece of pieces) {
     if (res.destroyed) {
       piece.done();
@@ -114,15 +117,9 @@ async function send(res: ServerResponse, pieces: Iterable<Piece>, whileWaiting: 
       whileWaiting();
       await drained(res);
     }
-    if (performance.now() - slice > YIELD_AFTER_MS) {
-      await new Promise((resolve) => setImmediate(resolve));
-      slice = performance.now();
-    }
+    if (turns.spent()) await turns.next();
   }
 }
-
-// Work done for one response before the event loop gets a turn.
-const YIELD_AFTER_MS = 2;
 
 /** Resolves when the response can take more, or has been closed (the client left). */
 export function drained(res: ServerResponse): Promise<void> {

@@ -2,6 +2,7 @@ import { createTask, type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import type { PollUnit } from '../config/units.js';
 import type { PollFn } from './poll.js';
+import { TurnBudget } from '../loop/turns.js';
 
 export interface SchedulerOptions {
   readonly poll: PollFn;
@@ -12,10 +13,12 @@ export interface SchedulerOptions {
    * so a reload that changes api.concurrency applies at once. Unbounded by default.
    */
   readonly maxActive?: () => number;
+  /** The turn's share of chunked work, shared with the store and the scrapes; the scheduler's own when not given. */
+  readonly turns?: TurnBudget;
 }
 
-// How long a tick queues units before the event loop gets a turn.
-const ENQUEUE_STEP_MS = 1;
+// Units a tick queues between two looks at the clock.
+const ENQUEUE_BATCH = 64;
 
 interface Group {
   readonly task: ScheduledTask;
@@ -41,6 +44,7 @@ export class Scheduler {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #maxActive: () => number;
+  readonly #turns: TurnBudget;
   readonly #groups = new Map<string, Group>();
   /** Units queued or running, by key: the no-overlap rule. */
   readonly #busy = new Set<string>();
@@ -57,6 +61,7 @@ export class Scheduler {
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
     this.#maxActive = options.maxActive ?? (() => Number.POSITIVE_INFINITY);
+    this.#turns = options.turns ?? new TurnBudget();
   }
 
   /**
@@ -143,8 +148,8 @@ export class Scheduler {
   /**
    * Queues the units of a group that are not already queued or running, and tells `onSkipped`
    * how many were. Ten thousand units take about 20 ms to queue; done in one go at a tick, that
-   * held the event loop (scrapes included) for all of it, so it goes in steps of about a
-   * millisecond, polls starting from the first step on. A Map's iterator survives the steps:
+   * held the event loop (scrapes included) for all of it, so it goes in steps within the turn's
+   * share of work, polls starting from the first step on. A Map's iterator survives the steps:
    * units a reload removes meanwhile are not reached.
    */
   #enqueue(group: Group, units: Iterator<PollUnit>, onSkipped?: (skipped: number) => void): void {
@@ -152,7 +157,6 @@ export class Scheduler {
     let skipped = 0;
     this.#enqueuing++;
     const step = () => {
-      const until = performance.now() + ENQUEUE_STEP_MS;
       for (let n = 1; !this.#stopped; n++) {
         const next = units.next();
         if (next.done) break;
@@ -162,9 +166,9 @@ export class Scheduler {
           this.#busy.add(unit.key);
           this.#queue.push({ unit, group, deadline });
         }
-        if (n % 64 === 0 && performance.now() > until) {
+        if (n % ENQUEUE_BATCH === 0 && this.#turns.spent()) {
           this.#pump();
-          setImmediate(step);
+          void this.#turns.next().then(step);
           return;
         }
       }

@@ -1,5 +1,6 @@
 import { gzipSync, constants as zlib } from 'node:zlib';
 import { renderLabels, escapeLabelValue, type LabelPairs } from './exposition.js';
+import { TurnBudget } from '../loop/turns.js';
 import {
   BUCKET_TIMESTAMP,
   FIELD_FAMILIES,
@@ -28,9 +29,6 @@ import {
 //   10,000 units polled, whatever a poll allocated and kept until then was promoted and swept
 //   by mark-compacts, whose pauses were the event loop's longest.
 const BLOCK_SIZE = 128;
-// A rebuild yields to the event loop after this much work, so scrapes of a large store
-// never stall polls or other requests for long.
-const YIELD_AFTER_MS = 2;
 // After a change, the snapshot is rebuilt this much later in the background (unless a scrape
 // asks first), so a scrape seldom waits for a rebuild, and changed text is not held as strings
 // until someone scrapes.
@@ -600,6 +598,7 @@ function labelsOf(unit: UnitState, which: 'data' | 'unit'): Buffer {
  */
 export class MetricStore {
   readonly #now: () => number;
+  readonly #turns: TurnBudget;
   readonly #onFieldDropped: (dropped: DroppedField) => void;
   readonly #units = new Map<string, UnitState>();
   /** The unit in each slot, for the label sets of its lines. */
@@ -644,8 +643,10 @@ export class MetricStore {
    * `onFieldDropped` hears of each numeric field the API added that gets no metric, once; again
    * only when it is judged again (after an extra family is freed, or 1,000 other dropped names).
    */
-  constructor(options: { now?: () => number; onFieldDropped?: (dropped: DroppedField) => void } = {}) {
+  constructor(options: { now?: () => number; onFieldDropped?: (dropped: DroppedField) => void; turns?: TurnBudget } = {}) {
     this.#now = options.now ?? Date.now;
+    // A rebuild yields once the turn's share is used, by it or by the scrapes and ticks beside it.
+    this.#turns = options.turns ?? new TurnBudget();
     this.#onFieldDropped = options.onFieldDropped ?? (() => {});
     this.#reorder();
   }
@@ -813,7 +814,6 @@ export class MetricStore {
     const version = this.#version;
     this.#freeUnusedExtras();
     const parts: Part[] = [];
-    let sliceStart = performance.now();
     for (const family of this.#order) {
       if (family.populated === 0) continue;
       const familyParts: Part[] = [{ family, view: undefined }];
@@ -832,10 +832,7 @@ export class MetricStore {
           );
         }
         if (block.view.length > 0) familyParts.push({ family, view: block.view });
-        if (performance.now() - sliceStart > YIELD_AFTER_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
-          sliceStart = performance.now();
-        }
+        if (this.#turns.spent()) await this.#turns.next();
       }
       // A family emptied while this build yielded must not leave a bare header behind.
       if (familyParts.length > 1) parts.push(...familyParts);
