@@ -3,6 +3,7 @@ import { Agent } from 'undici';
 import { createApiClient, parseRetryAfter, type ApiClientOptions } from '../src/api/client.js';
 import { AbortedError, FlashbackApiError } from '../src/api/errors.js';
 import { Pacer } from '../src/api/limiter.js';
+import { TurnBudget } from '../src/loop/turns.js';
 import { selectBucket } from '../src/api/bucket.js';
 import { pointFields } from '../src/api/response.js';
 import { FakeFlashback, type Reply } from './support/fake-flashback.js';
@@ -288,6 +289,28 @@ describe('API connection use', () => {
     for (let i = 0; i < 20; i++) await api.fetchStats({ scope: 'org', window: '24h' });
     expect(fake.requests).toHaveLength(20);
     expect(fake.connections).toBeLessThanOrEqual(2);
+  });
+
+  it('parses no answer while the turn\'s shared share is spent, and parses it once the share is renewed', async () => {
+    // The daemon's other long jobs have used this turn's share: the clock is past it, and the
+    // check phase that renews it is run by hand.
+    let now = 0;
+    const checkPhase: (() => void)[] = [];
+    const turns = new TurnBudget({ shareMs: 1, now: () => now, immediate: (callback) => void checkPhase.push(callback) });
+    expect(turns.spent()).toBe(false);
+    now = 5;
+    let parsed = false;
+    const polled = client({ turns })
+      .fetchStats({ scope: 'org', window: '24h' })
+      .then((result) => ((parsed = true), result));
+    // The answer is in once the poll waits on the check phase: the renewal, then the poll.
+    while (checkPhase.length < 2 && !parsed) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(fake.requests).toHaveLength(1);
+    expect(parsed).toBe(false);
+    for (const callback of checkPhase.splice(0)) callback();
+    const result = await polled;
+    expect(parsed).toBe(true);
+    expect(result.series).toHaveLength(3);
   });
 
   it('spaces requests out to maxRequestsPerSecond', async () => {

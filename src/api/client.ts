@@ -4,6 +4,7 @@ import { AbortedError, FlashbackApiError } from './errors.js';
 import { clip, parseStatsBody, type StatsResponse } from './response.js';
 import { Pacer, Semaphore, systemClock, type Clock } from './limiter.js';
 import { exchange, ExchangeTimeout, type Answer } from './exchange.js';
+import { TurnBudget } from '../loop/turns.js';
 
 /** The query of one poll, with the parameter names of the API reference. */
 export interface StatsQuery {
@@ -37,6 +38,8 @@ export interface ApiClientOptions {
   readonly onResponse?: (status: number) => void;
   /** Observes every retry, for a debug log line. */
   readonly onRetry?: (error: FlashbackApiError, attempt: number, delayMs: number) => void;
+  /** The share of each event-loop turn that parsing answers takes, with the daemon's other long jobs. */
+  readonly turns?: TurnBudget;
 }
 
 export interface FetchOptions {
@@ -68,6 +71,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const random = options.random ?? Math.random;
   const slots = new Semaphore(options.concurrency);
   const pacer = new Pacer(clock, options.maxRequestsPerSecond);
+  const turns = options.turns ?? new TurnBudget();
   const base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
 
   function urlFor(query: StatsQuery): URL {
@@ -115,6 +119,10 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     // before any of them is parsed: parsing one must not hold back the others' next requests
     // (a wave of answers would otherwise add its whole parse time to every round trip).
     await new Promise((resolve) => setImmediate(resolve));
+    // A wave that piled up behind a GC pause is parsed, and its values stored, within the
+    // turn's shared share: all at once, it would add its whole parse time to a turn that the
+    // pause already made long.
+    if (turns.spent()) await turns.next();
     if (signal?.aborted) throw new AbortedError({ cause: signal.reason });
     return interpret(answer.status, answer.headers, answer.body, clock.now());
   }

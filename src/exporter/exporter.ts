@@ -62,8 +62,8 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   const now = options.now ?? Date.now;
   const sharding = options.sharding ?? { shard: 0, totalShards: 1 };
   const telemetry = createTelemetry({ version: options.version, processMetrics: options.processMetrics ?? true });
-  // One share of each event-loop turn for the long jobs (queueing a tick, rebuilding the
-  // snapshot, sending scrapes), so that running at once they still yield within it.
+  // One share of each event-loop turn for the long jobs (queueing a tick, parsing answers,
+  // rebuilding the snapshot, sending scrapes), so that running at once they still yield within it.
   const turns = new TurnBudget();
   const store = new MetricStore({
     now,
@@ -92,6 +92,7 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
       userAgent: `flashback-exporter/${options.version}`,
       onResponse: (status) => telemetry.countResponse(status),
       onRetry: (err, attempt, delayMs) => log.debug({ reason: err.reason, attempt, delay_ms: delayMs }, 'retrying a transient failure'),
+      turns,
     });
     return { settings, dispatcher, poll: createPoller({ api, store, log, now }) };
   };
