@@ -1,6 +1,7 @@
 import { gzipSync, constants as zlib } from 'node:zlib';
 import { renderLabels, escapeLabelValue, type LabelPairs } from './exposition.js';
 import { TurnBudget } from '../loop/turns.js';
+import { MemberWriter } from './members.js';
 import {
   BUCKET_TIMESTAMP,
   FIELD_FAMILIES,
@@ -34,9 +35,8 @@ const BLOCK_SIZE = 128;
 // until someone scrapes.
 const BUILD_DELAY_MS = 1_000;
 // Fastest compression: the text is so repetitive that higher levels gain only a few percent.
-// An output chunk under 4 KiB comes from Buffer's shared pool: a block's member is about 1 KiB,
-// and zlib's default 16 KiB chunk was a new ArrayBuffer per block rebuilt, garbage at once,
-// that made a gzip rebuild 2.5 times slower and drove major GCs while polls land.
+// For a family's header, made once; blocks' members come from the store's MemberWriter. An
+// output chunk under 4 KiB comes from Buffer's shared pool.
 const GZIP_OPTIONS = { level: zlib.Z_BEST_SPEED, chunkSize: 4095 };
 const EMPTY = Buffer.alloc(0);
 const NEWLINE = 0x0a;
@@ -171,7 +171,10 @@ interface BlockView {
   readonly labels: readonly (Buffer | undefined)[];
   /** Bytes of the rendered text. */
   readonly length: number;
-  /** The rendered text as a gzip member; empty when the block has no lines. */
+  /**
+   * The rendered text as a gzip member; empty when the block has no lines. Set by compressView
+   * after the rebuild, before any snapshot holds the view; never changed afterwards.
+   */
   member: Buffer;
 }
 
@@ -289,12 +292,12 @@ class Block {
   }
 
   /**
-   * Makes a new view: kept slots' tails are copied, changed ones rendered from their values
-   * with the label set their unit has now; then the text is rendered once to compress it. The
-   * work is done in the store's scratch space, and the view gets one ArrayBuffer for its
-   * offsets, tails and member: each ArrayBuffer is an extension that every mark-compact sweeps
-   * one by one in its final pause, and four per view (two typed arrays, two Buffers) made that
-   * sweep most of the pause.
+   * Makes a new view, without its member (see compressView): kept slots' tails are copied,
+   * changed ones rendered from their values with the label set their unit has now. The work is
+   * done in the store's scratch space, and the view's offsets and tails go into one Buffer
+   * carved from a slab (see Slabs): each ArrayBuffer is an extension that every mark-compact
+   * sweeps one by one in its final pause, and four per view (two typed arrays, two Buffers)
+   * made that sweep most of the pause.
    */
   rebuild(family: FamilyText, labelSet: (i: number) => Buffer, scratch: Scratch): void {
     const old = this.view;
@@ -343,27 +346,35 @@ class Block {
     // A slot's label set changes only when a new unit takes it: the old list nearly always serves.
     let sameLabels = true;
     for (let i = 0; i < BLOCK_SIZE && sameLabels; i++) sameLabels = labels[i] === old.labels[i];
-    const draft: BlockView = { tails, ends, lines, labels: sameLabels ? old.labels : labels.slice(), length, member: EMPTY };
-    const text = length <= PIECE_SIZE ? scratch.pieces.take() : Buffer.allocUnsafeSlow(length);
-    renderView(draft, family, text, 0);
-    const member = gzipSync(text.subarray(0, length), GZIP_OPTIONS);
-    if (text.length === PIECE_SIZE) scratch.pieces.give(text);
-    const own = Buffer.allocUnsafeSlow(VIEW_OFFSETS + total + member.length);
+    const own = scratch.slabs.take(VIEW_OFFSETS + total);
     const view: BlockView = {
       ends: new Uint32Array(own.buffer, own.byteOffset, BLOCK_SIZE),
       lines: new Uint32Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
-      tails: own.subarray(VIEW_OFFSETS, VIEW_OFFSETS + total),
-      member: own.subarray(VIEW_OFFSETS + total),
-      labels: draft.labels,
+      tails: own.subarray(VIEW_OFFSETS),
+      member: EMPTY,
+      labels: sameLabels ? old.labels : labels.slice(),
       length,
     };
     view.ends.set(ends);
     view.lines.set(lines);
     tails.copy(view.tails, 0, 0, total);
-    member.copy(view.member);
     scratch.pieces.give(piece);
     this.view = view;
   }
+}
+
+/**
+ * Gives a view just rebuilt its gzip member. The view's text is rendered again for it (a view
+ * never changes, so it renders the same), as the member is made in the thread pool while the
+ * scratch Buffers serve other rebuilds.
+ */
+async function compressView(view: BlockView, family: FamilyText, scratch: Scratch): Promise<void> {
+  const text = view.length <= PIECE_SIZE ? scratch.pieces.take() : Buffer.allocUnsafeSlow(view.length);
+  renderView(view, family, text, 0);
+  const member = await scratch.members.member(text.subarray(0, view.length));
+  if (text.length === PIECE_SIZE) scratch.pieces.give(text);
+  view.member = scratch.slabs.take(member.length);
+  member.copy(view.member);
 }
 
 /** A Buffer of `size` bytes with the first `keep` bytes of `from`: a block's tails outgrew a piece. */
@@ -384,12 +395,46 @@ const CHANGES_KEPT = 256;
 // Bytes of a view's `ends` and `lines`, in front of its tails in its one ArrayBuffer.
 const VIEW_OFFSETS = 2 * BLOCK_SIZE * Uint32Array.BYTES_PER_ELEMENT;
 
+// Views are carved from slabs of this size, under glibc's 128 KiB mmap threshold so that
+// freeing one is not a system call in a mark-compact's pause; a larger view (a block of
+// summary statistics, say) gets a Buffer of its own.
+const SLAB_SIZE = 64 * 1024;
+const SLAB_VIEW_MAX = 16 * 1024;
+
+/**
+ * Hands out the Buffers of block views, carved one after the other from shared slabs. A
+ * Buffer of its own per view was an ArrayBuffer per rebuild: with 10,000 units, two thousand
+ * of them replaced in every round, promoted (a view lives until its block's next rebuild) and
+ * swept one by one in a mark-compact's final pause, 3–6 ms of it with --single-threaded-gc. A
+ * slab is freed with the last view carved from it. Every poll rewrites its unit's lines, so a
+ * round replaces nearly every view; one that stays (a block of poll errors that no longer
+ * change) keeps its slab alive, at most SLAB_SIZE for each such view.
+ */
+class Slabs {
+  #slab = EMPTY;
+  #used = 0;
+
+  take(size: number): Buffer {
+    if (size > SLAB_VIEW_MAX) return Buffer.allocUnsafeSlow(size);
+    // 8-byte aligned, for the Uint32Arrays laid over a view's first bytes.
+    let at = (this.#used + 7) & ~7;
+    if (at + size > this.#slab.length) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+      at = 0;
+    }
+    this.#used = at + size;
+    return this.#slab.subarray(at, at + size);
+  }
+}
+
 /**
  * What block rebuilds work in, reused from one to the next; one per store. The pool lends the
  * Buffers the text is rendered into, for rebuilds and scrapes alike.
  */
 class Scratch {
   readonly pieces = new PiecePool();
+  readonly slabs = new Slabs();
+  readonly members = new MemberWriter();
   readonly ends = new Uint32Array(BLOCK_SIZE);
   readonly lines = new Uint32Array(BLOCK_SIZE);
   readonly labels: (Buffer | undefined)[] = new Array<Buffer | undefined>(BLOCK_SIZE).fill(undefined);
@@ -814,6 +859,7 @@ export class MetricStore {
     const version = this.#version;
     this.#freeUnusedExtras();
     const parts: Part[] = [];
+    const rebuilt: Part[] = [];
     for (const family of this.#order) {
       if (family.populated === 0) continue;
       const familyParts: Part[] = [{ family, view: undefined }];
@@ -830,6 +876,7 @@ export class MetricStore {
             },
             this.#work,
           );
+          if (block.view.length > 0) rebuilt.push({ family, view: block.view });
         }
         if (block.view.length > 0) familyParts.push({ family, view: block.view });
         if (this.#turns.spent()) await this.#turns.next();
@@ -837,6 +884,7 @@ export class MetricStore {
       // A family emptied while this build yielded must not leave a bare header behind.
       if (familyParts.length > 1) parts.push(...familyParts);
     }
+    for (const { family, view } of rebuilt) await compressView(view!, family, this.#work);
     const members = parts.map((part) => (part.view === undefined ? part.family.headerMember : part.view.member));
     const byteLength = parts.reduce((n, part) => n + partLength(part), 0);
     const gzipLength = members.reduce((n, m) => n + m.length, 0);
