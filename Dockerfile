@@ -43,5 +43,9 @@ EXPOSE 9877
 # No allocation-site pretenuring: after a poll round's burst V8 would allocate undici's
 # per-request objects straight in old space, where they die and cost a mark-compact every
 # few seconds; left young they die in scavenges (half the mark-compacts, 15 MiB less RSS).
-ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=8", "--single-threaded-gc", "--no-allocation-site-pretenuring", "/app/dist/main.js"]
+# Old space may grow to twice what is live before a mark-compact: V8 starts marking when the
+# room left is less than the young generation, and its own growing factor (about 1.5 on a
+# heap this small) left 3 MB, a mark-compact every 3 s of a poll round. Since: one or two a
+# round, pauses of 6–7 ms instead of 4–23, and 40 MiB less RSS (fewer compactions).
+ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=8", "--single-threaded-gc", "--no-allocation-site-pretenuring", "--heap-growing-percent=100", "/app/dist/main.js"]
 CMD ["--config.file=/etc/flashback-exporter/config.yaml"]

@@ -75,10 +75,10 @@ describe('the Dockerfile', () => {
     expect(last('WORKDIR')).toBe('/app');
   });
 
-  it('runs node with a small young generation, GC on the main thread and no pretenuring, flags this Node accepts', () => {
+  it('runs node with a small young generation, GC on the main thread, no pretenuring and room to grow, flags this Node accepts', () => {
     const flags = imageNodeFlags();
     expect(flags).toEqual(execForm(last('ENTRYPOINT'))!.slice(1, -1));
-    expect(flags).toEqual(['--max-semi-space-size=8', '--single-threaded-gc', '--no-allocation-site-pretenuring']);
+    expect(flags).toEqual(['--max-semi-space-size=8', '--single-threaded-gc', '--no-allocation-site-pretenuring', '--heap-growing-percent=100']);
     const result = spawnSync(process.execPath, [...flags, '-e', 'process.stdout.write(String(require("v8").getHeapSpaceStatistics().length))'], { encoding: 'utf8' });
     expect(result.stderr).toBe('');
     expect(result.status).toBe(0);
