@@ -1,4 +1,4 @@
-import { gunzipSync } from 'node:zlib';
+import { createDeflateRaw, gunzipSync, type DeflateRaw, type ZlibOptions } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MemberWriter } from '../src/store/members.js';
@@ -32,5 +32,33 @@ describe('gzip members from one deflate engine', () => {
     expect(gunzipSync(big).equals(large)).toBe(true);
     expect(big.length).toBeLessThan(large.length / 3);
     expect(gunzipSync(empty).length).toBe(0);
+  });
+});
+
+describe('when the deflate engine fails', () => {
+  // A real engine that breaks on its first write, as one would on a zlib error; counted, to see
+  // that the writer starts a new one for the next text.
+  const breaking = () => {
+    const made: DeflateRaw[] = [];
+    const create = (options: ZlibOptions) => {
+      const engine = createDeflateRaw(options);
+      if (made.length === 0) engine.write = () => (process.nextTick(() => engine.destroy(new Error('zlib broke'))), true);
+      made.push(engine);
+      return engine;
+    };
+    return { made, create };
+  };
+
+  it('still makes the member, with gzipSync, and the next one with a new engine', async () => {
+    const { made, create } = breaking();
+    const writer = new MemberWriter(create);
+    const first = Buffer.from('flashback_exporter_target_up{target="a"} 1\n');
+    const second = Buffer.from('flashback_exporter_target_up{target="b"} 0\n');
+    const [a, b] = await Promise.all([writer.member(first), writer.member(second)]);
+    expect(gunzipSync(a).equals(first)).toBe(true);
+    expect(gunzipSync(b).equals(second)).toBe(true);
+    expect(gunzipSync(Buffer.concat([a, b])).equals(Buffer.concat([first, second]))).toBe(true);
+    expect(made).toHaveLength(2);
+    expect(made[0]!.destroyed).toBe(true);
   });
 });

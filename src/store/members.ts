@@ -1,4 +1,4 @@
-import { constants as zlib, crc32, createDeflateRaw, gzipSync, type DeflateRaw } from 'node:zlib';
+import { constants as zlib, crc32, createDeflateRaw, gzipSync, type DeflateRaw, type ZlibOptions } from 'node:zlib';
 
 // A gzip header (RFC 1952 §2.3) with no name and no time: deflate, fastest level, Unix.
 const HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 3]);
@@ -21,6 +21,7 @@ const CHUNK_SIZE = 64 * 1024;
  * other members. Compression runs in libuv's thread pool, one text at a time.
  */
 export class MemberWriter {
+  readonly #createEngine: (options: ZlibOptions) => DeflateRaw;
   #engine: DeflateRaw | undefined;
   readonly #out: Buffer[] = [];
   #outLength = 0;
@@ -30,6 +31,11 @@ export class MemberWriter {
   #flushCalled = false;
   #failed: ((err: Error) => void) | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+
+  /** `createEngine` is node:zlib's createDeflateRaw but in tests, which make engines that fail. */
+  constructor(createEngine: (options: ZlibOptions) => DeflateRaw = createDeflateRaw) {
+    this.#createEngine = createEngine;
+  }
 
   /**
    * `text` gzip-compressed as one member, which the caller may keep; `text` must not change
@@ -66,7 +72,7 @@ export class MemberWriter {
   }
 
   #start(): DeflateRaw {
-    const engine = createDeflateRaw({ level: zlib.Z_BEST_SPEED, chunkSize: CHUNK_SIZE });
+    const engine = this.#createEngine({ level: zlib.Z_BEST_SPEED, chunkSize: CHUNK_SIZE });
     engine.on('data', (chunk: Buffer) => {
       this.#out.push(chunk);
       this.#outLength += chunk.length;
