@@ -30,6 +30,30 @@ export function sampleLine(name: string, labels: string, value: number): string 
   return labels === '' ? `${name} ${value}\n` : `${name}{${labels}} ${value}\n`;
 }
 
+/**
+ * Writes `value` into `out` at `at` as JavaScript prints it (and so prom-client), returning the
+ * end; `out` must have room for 25 bytes. A safe integer's digits are written one by one: V8
+ * makes a number's text through its number-string cache, which holds each string from old
+ * space, so every value rendered there outlived the minor GCs and was promoted. With 10,000
+ * units that was about a hundred thousand strings a round, most of them token counts.
+ */
+export function writeNumber(out: Buffer, at: number, value: number): number {
+  if (!Number.isSafeInteger(value)) return at + out.write(String(value), at, 'latin1');
+  let rest = value;
+  if (rest < 0) {
+    out[at++] = 0x2d; // '-'
+    rest = -rest;
+  }
+  let end = at + 1;
+  for (let power = 10; power <= rest; power *= 10) end++;
+  for (let i = end - 1; i >= at; i--) {
+    const next = Math.floor(rest / 10);
+    out[i] = 0x30 + (rest - next * 10);
+    rest = next;
+  }
+  return end;
+}
+
 /** The `# HELP` and `# TYPE` lines that open a metric family. */
 export function familyHeader(name: string, help: string, type: 'gauge' | 'counter' | 'histogram'): string {
   return `# HELP ${name} ${escapeHelp(help)}\n# TYPE ${name} ${type}\n`;

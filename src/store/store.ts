@@ -1,5 +1,5 @@
 import { gzipSync, constants as zlib } from 'node:zlib';
-import { renderLabels, escapeLabelValue, type LabelPairs } from './exposition.js';
+import { renderLabels, escapeLabelValue, writeNumber, type LabelPairs } from './exposition.js';
 import { TurnBudget } from '../loop/turns.js';
 import { MemberWriter } from './members.js';
 import {
@@ -79,10 +79,20 @@ const EXTRA_FAMILIES_MAX = 32;
 // Dropped field names are remembered so that a poll does not judge them again, up to this many.
 const DROPPED_FIELDS_MAX = 1_000;
 
-/** The text after the label set: what a line keeps, the label set being its unit's. */
-function tail(labels: Buffer, extra: string, value: number): string {
-  if (labels.length > 0) return `${extra}} ${value}\n`;
-  return extra === '' ? ` ${value}\n` : `{${extra}} ${value}\n`;
+/**
+ * Writes the text after a line's label set at `at`: its extra label, its value and the newline;
+ * returns the end. Written in parts, as a string made of the value would be promoted (see
+ * writeNumber). `out` must have room for the extra label's UTF-8 and 32 bytes more.
+ */
+function writeTail(out: Buffer, at: number, labels: Buffer, extra: string, value: number): number {
+  let o = at;
+  if (labels.length === 0 && extra !== '') out[o++] = 0x7b; // '{'
+  if (extra !== '') o += out.write(extra, o, 'utf8');
+  if (labels.length > 0 || extra !== '') out[o++] = 0x7d; // '}'
+  out[o++] = 0x20; // ' '
+  o = writeNumber(out, o, value);
+  out[o++] = NEWLINE;
+  return o;
 }
 
 /** What the store needs to know about a poll unit; it never sees the config itself. */
@@ -325,7 +335,7 @@ class Block {
           const extra = changes.extras[at]!;
           // A UTF-16 unit is at most 3 bytes of UTF-8; a number's text at most 25 characters.
           if (offset + 3 * extra.length + 32 > tails.length) tails = larger(tails, 2 * (offset + 3 * extra.length + 32), offset);
-          offset += tails.write(tail(label, extra, changes.values[at]!), offset, 'utf8');
+          offset = writeTail(tails, offset, label, extra, changes.values[at]!);
         }
         lines[i] = count;
         labels[i] = label;
