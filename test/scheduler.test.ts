@@ -118,27 +118,58 @@ describe('scheduler', () => {
     }
   });
 
-  it('queues a large round in steps, giving the event loop turns, and still polls every unit once', async () => {
+  it('polls every unit of a 30,000-unit round once, never more than maxActive at a time, and in order', async () => {
     const users = Array.from({ length: 1000 }, (_, i) => `u${i}`).join(', ');
     const models = Array.from({ length: 30 }, (_, i) => `m${i}`).join(', ');
     const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY, 'limits:\n  maxSeries: 1000000', `model: [${models}]\n      userId: [${users}]`));
     if (!parsed.ok) throw new Error('bad config');
     const units = expandUnits(parsed.config);
-    const polled = new Map<string, number>();
+    const polled: string[] = [];
+    let active = 0;
+    let peak = 0;
     const scheduler = new Scheduler({
       log: createLogger({ level: 'error', format: 'json', destination: new Writable({ write: (_c, _e, done) => done() }) }),
-      // Every queued unit starts at once: how many have started tells how many are queued.
-      poll: async (unit) => (polled.set(unit.key, (polled.get(unit.key) ?? 0) + 1), true),
+      maxActive: () => 16,
+      poll: async (unit) => {
+        peak = Math.max(peak, ++active);
+        polled.push(unit.key);
+        await new Promise((r) => setImmediate(r));
+        active--;
+        return true;
+      },
     });
     try {
-      let startedAtFirstTurn = -1;
-      setImmediate(() => (startedAtFirstTurn = polled.size));
       scheduler.setUnits(units);
       await scheduler.idle();
-      expect(startedAtFirstTurn).toBeGreaterThan(0);
-      expect(startedAtFirstTurn).toBeLessThan(units.length);
-      expect(polled.size).toBe(30_000);
-      expect([...polled.values()].every((n) => n === 1)).toBe(true);
+      expect(polled).toHaveLength(30_000);
+      expect(polled).toEqual(units.map((u) => u.key));
+      expect(peak).toBe(16);
+    } finally {
+      await scheduler.stop();
+    }
+  });
+
+  it('lets a reload remove units still waiting in a round and add others, polling each unit present once', async () => {
+    const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY, '', `model: [${Array.from({ length: 40 }, (_, i) => `m${i}`).join(', ')}]`));
+    if (!parsed.ok) throw new Error('bad config');
+    const units = expandUnits(parsed.config);
+    const polled: string[] = [];
+    const scheduler = new Scheduler({
+      log: createLogger({ level: 'error', format: 'json', destination: new Writable({ write: (_c, _e, done) => done() }) }),
+      maxActive: () => 2,
+      poll: async (unit) => {
+        polled.push(unit.id);
+        await new Promise((r) => setTimeout(r, 2));
+        return true;
+      },
+    });
+    try {
+      scheduler.setUnits(units);
+      // Two are running, 38 wait: keep the first 10 and the last 10, drop the 20 between.
+      const kept = [...units.slice(0, 10), ...units.slice(30)];
+      expect(scheduler.setUnits(kept)).toEqual({ added: 0, removed: 20, kept: 20 });
+      await scheduler.idle();
+      expect(polled.sort()).toEqual(kept.map((u) => u.id).sort());
     } finally {
       await scheduler.stop();
     }

@@ -62,8 +62,8 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   const now = options.now ?? Date.now;
   const sharding = options.sharding ?? { shard: 0, totalShards: 1 };
   const telemetry = createTelemetry({ version: options.version, processMetrics: options.processMetrics ?? true });
-  // One share of each event-loop turn for the long jobs (queueing a tick, parsing answers,
-  // rebuilding the snapshot, sending scrapes), so that running at once they still yield within it.
+  // One share of each event-loop turn for the long jobs (parsing answers, rebuilding the
+  // snapshot, sending scrapes), so that running at once they still yield within it.
   const turns = new TurnBudget();
   const store = new MetricStore({
     now,
@@ -102,8 +102,8 @@ export async function createExporter(options: ExporterOptions): Promise<Exporter
   // The scheduler calls through `api`, so a reload that changes the api section swaps the
   // client for new polls while polls in flight finish on the old one.
   // Twice the request slots: a poll is always waiting when a request finishes, and the rest
-  // of a large round waits as a queue entry, not as a started request.
-  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now, turns, maxActive: () => api.settings.concurrency * 2 });
+  // of a large round waits unstarted, marked with its round, not as a started request.
+  const scheduler = new Scheduler({ poll: (unit, o) => api.poll(unit, o), log, now, maxActive: () => api.settings.concurrency * 2 });
   let units = expandUnits(config, sharding);
 
   const specs = (list: readonly PollUnit[]) =>

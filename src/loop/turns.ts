@@ -10,7 +10,7 @@ export interface TurnBudgetOptions {
 
 /**
  * The share of an event-loop turn that the exporter's long jobs take together: a scrape's body,
- * a snapshot's rebuild, a tick's queueing, a wave of answers' parsing. Each yielded after 2 ms of its own before, so two
+ * a snapshot's rebuild, a wave of answers' parsing. Each yielded after 2 ms of its own before, so two
  * scrapes and a rebuild in flight held the loop 6–13 ms in one turn, one step after another;
  * sharing one budget bounds the turn, whatever runs at once. One instance is made by whoever
  * wires the daemon and passed to each job's owner.

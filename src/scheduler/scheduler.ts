@@ -2,7 +2,6 @@ import { createTask, type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import type { PollUnit } from '../config/units.js';
 import type { PollFn } from './poll.js';
-import { TurnBudget } from '../loop/turns.js';
 
 export interface SchedulerOptions {
   readonly poll: PollFn;
@@ -13,47 +12,51 @@ export interface SchedulerOptions {
    * so a reload that changes api.concurrency applies at once. Unbounded by default.
    */
   readonly maxActive?: () => number;
-  /** The turn's share of chunked work, shared with the store and the scrapes; the scheduler's own when not given. */
-  readonly turns?: TurnBudget;
 }
-
-// Units a tick queues between two looks at the clock.
-const ENQUEUE_BATCH = 64;
 
 interface Group {
   readonly task: ScheduledTask;
-  readonly units: Map<string, PollUnit>;
+  readonly entries: Map<string, Entry>;
 }
 
-interface Pending {
+/** A unit as the scheduler keeps it, from the reload that adds it to the one that removes it. */
+interface Entry {
   readonly unit: PollUnit;
-  readonly group: Group;
-  /** Epoch ms of the unit's next tick: its poll, retries included, must end by then. */
+  /** The round that is to start its poll, while it waits for a free slot. */
+  round: Round | undefined;
+  /** Whether its poll is under way. */
+  running: boolean;
+}
+
+/** One tick's units, or a reload's new ones: started in order as slots free up. */
+interface Round {
+  /** Walks the units the round was made for; it starts those still marked with it. */
+  readonly entries: Iterator<Entry>;
+  /** Epoch ms of the group's next tick: a poll, retries included, must end by then. */
   readonly deadline: number;
 }
 
 /**
  * Polls every unit once at once, then on its cron schedule. Units sharing a schedule share
- * one node-cron task, so ten thousand units cost a handful of timers. A tick only queues its
- * units; polls start from the queue as earlier ones finish, so a large round costs a queue
- * entry per unit instead of ten thousand requests waiting at once. A unit is never polled
- * twice at the same time: a tick that finds it queued or running skips it.
+ * one node-cron task, so ten thousand units cost a handful of timers. A tick only marks its
+ * units with a round; polls start as earlier ones finish, the round walking its group's units
+ * in order, so a large round allocates nothing per unit: a queue entry per unit per round
+ * lived for most of the round, was promoted, and was a share of the garbage that starts
+ * mark-compacts while polls land. A unit is never polled twice at the same time: a tick that
+ * finds it marked by an earlier round or running skips it.
  */
 export class Scheduler {
   readonly #poll: PollFn;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #maxActive: () => number;
-  readonly #turns: TurnBudget;
   readonly #groups = new Map<string, Group>();
-  /** Units queued or running, by key: the no-overlap rule. */
-  readonly #busy = new Set<string>();
-  readonly #queue: Pending[] = [];
-  #queueHead = 0;
+  /** Rounds with units still to start, oldest first. */
+  readonly #rounds: Round[] = [];
+  /** Units marked with a round and not started yet. */
+  #queued = 0;
   readonly #running = new Map<string, { controller: AbortController; done: Promise<boolean> }>();
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
-  /** Ticks still putting their units in the queue (see #enqueue). */
-  #enqueuing = 0;
   #stopped = false;
 
   constructor(options: SchedulerOptions) {
@@ -61,7 +64,6 @@ export class Scheduler {
     this.#log = options.log;
     this.#now = options.now ?? Date.now;
     this.#maxActive = options.maxActive ?? (() => Number.POSITIVE_INFINITY);
-    this.#turns = options.turns ?? new TurnBudget();
   }
 
   /**
@@ -72,50 +74,53 @@ export class Scheduler {
     const wanted = new Set(units.map((u) => u.key));
     let removed = 0;
     for (const [schedule, group] of this.#groups) {
-      for (const key of group.units.keys()) {
+      for (const [key, entry] of group.entries) {
         if (wanted.has(key)) continue;
-        group.units.delete(key);
+        group.entries.delete(key);
+        if (entry.round !== undefined) (entry.round = undefined), this.#queued--;
         this.#running.get(key)?.controller.abort(new Error('unit removed by a reload'));
         removed++;
       }
-      if (group.units.size === 0) {
+      if (group.entries.size === 0) {
         void group.task.destroy();
         this.#groups.delete(schedule);
       }
     }
-    const added = new Map<Group, PollUnit[]>();
+    const added = new Map<Group, Entry[]>();
     for (const unit of units) {
       const schedule = unit.target.schedule;
       let group = this.#groups.get(schedule);
-      if (group?.units.has(unit.key)) continue;
+      if (group?.entries.has(unit.key)) continue;
       if (group === undefined) this.#groups.set(schedule, (group = this.#createGroup(schedule)));
-      group.units.set(unit.key, unit);
+      const entry: Entry = { unit, round: undefined, running: false };
+      group.entries.set(unit.key, entry);
       let list = added.get(group);
       if (list === undefined) added.set(group, (list = []));
-      list.push(unit);
+      list.push(entry);
     }
     let count = 0;
     for (const [group, list] of added) {
       count += list.length;
-      if (!this.#stopped) this.#enqueue(group, list.values());
+      if (!this.#stopped) this.#start(group, () => list.values());
     }
+    this.#settle();
     return { added: count, removed, kept: units.length - count };
   }
 
   /** Resolves once nothing is queued or running: after the first round, for tests and --once. */
   async idle(): Promise<void> {
-    if (this.#busy.size === 0 && this.#enqueuing === 0) return;
+    if (this.#queued === 0 && this.#running.size === 0) return;
     const idle = (this.#idle ??= Promise.withResolvers<void>());
     await idle.promise;
   }
 
-  /** Stops every timer, drops the queue and aborts polls in flight; resolves when they settle. */
+  /** Stops every timer, drops the rounds and aborts polls in flight; resolves when they settle. */
   async stop(): Promise<void> {
     this.#stopped = true;
     for (const group of this.#groups.values()) await group.task.destroy();
     this.#groups.clear();
-    for (let i = this.#queueHead; i < this.#queue.length; i++) this.#busy.delete(this.#queue[i]!.unit.key);
-    this.#queue.length = this.#queueHead = 0;
+    this.#rounds.length = 0;
+    this.#queued = 0;
     for (const { controller } of this.#running.values()) controller.abort(new Error('shutting down'));
     await Promise.all([...this.#running.values()].map((r) => r.done));
     this.#settle();
@@ -123,7 +128,7 @@ export class Scheduler {
 
   #createGroup(schedule: string): Group {
     const group: Group = {
-      units: new Map(),
+      entries: new Map(),
       task: createTask(schedule, () => this.#tick(group), {
         name: `poll ${schedule}`,
         // node-cron would otherwise print to the console; a missed tick is ours to report.
@@ -137,75 +142,69 @@ export class Scheduler {
 
   #tick(group: Group): void {
     if (this.#stopped) return;
-    this.#enqueue(group, group.units.values(), (skipped) => {
+    const skipped = this.#start(group, () => group.entries.values());
+    if (skipped > 0) {
       this.#log.warn(
-        { schedule: group.task.getPattern(), skipped, units: group.units.size },
+        { schedule: group.task.getPattern(), skipped, units: group.entries.size },
         'units still polling from an earlier tick were skipped; the schedule may be too tight for api.concurrency',
       );
-    });
+    }
   }
 
   /**
-   * Queues the units of a group that are not already queued or running, and tells `onSkipped`
-   * how many were. Ten thousand units take about 20 ms to queue; done in one go at a tick, that
-   * held the event loop (scrapes included) for all of it, so it goes in steps within the turn's
-   * share of work, polls starting from the first step on. A Map's iterator survives the steps:
-   * units a reload removes meanwhile are not reached.
+   * Makes a round of the units `entries` walks, marking those neither waiting for an earlier
+   * round nor running (a field set on each: 10,000 units take well under a millisecond), and
+   * starts what slots are free. Returns how many units were skipped.
    */
-  #enqueue(group: Group, units: Iterator<PollUnit>, onSkipped?: (skipped: number) => void): void {
-    const deadline = group.task.getNextRun()?.getTime() ?? this.#now() + 60_000;
+  #start(group: Group, entries: () => Iterator<Entry>): number {
+    const round: Round = { entries: entries(), deadline: group.task.getNextRun()?.getTime() ?? this.#now() + 60_000 };
     let skipped = 0;
-    this.#enqueuing++;
-    const step = () => {
-      for (let n = 1; !this.#stopped; n++) {
-        const next = units.next();
-        if (next.done) break;
-        const unit = next.value;
-        if (this.#busy.has(unit.key)) skipped++;
-        else {
-          this.#busy.add(unit.key);
-          this.#queue.push({ unit, group, deadline });
-        }
-        if (n % ENQUEUE_BATCH === 0 && this.#turns.spent()) {
-          this.#pump();
-          void this.#turns.next().then(step);
-          return;
-        }
-      }
-      this.#enqueuing--;
-      if (skipped > 0 && !this.#stopped) onSkipped?.(skipped);
-      this.#pump();
-    };
-    step();
+    for (let it = entries(), next = it.next(); !next.done; next = it.next()) {
+      const entry = next.value;
+      if (entry.round !== undefined || entry.running) skipped++;
+      else (entry.round = round), this.#queued++;
+    }
+    this.#rounds.push(round);
+    this.#pump();
+    return skipped;
   }
 
   #pump(): void {
     const max = this.#maxActive();
-    while (this.#running.size < max && this.#queueHead < this.#queue.length) {
-      const next = this.#queue[this.#queueHead++]!;
-      // A reload may have removed the unit while it waited.
-      if (next.group.units.get(next.unit.key) !== next.unit) this.#busy.delete(next.unit.key);
-      else this.#launch(next);
+    while (this.#running.size < max && this.#rounds.length > 0) {
+      const round = this.#rounds[0]!;
+      const next = round.entries.next();
+      if (next.done) {
+        this.#rounds.shift();
+        continue;
+      }
+      const entry = next.value;
+      // Not this round's: skipped at its tick, removed by a reload, or added since.
+      if (entry.round !== round) continue;
+      entry.round = undefined;
+      this.#queued--;
+      // A unit a reload removed and added again while its aborted poll is still settling.
+      if (this.#running.has(entry.unit.key)) continue;
+      this.#launch(entry, round.deadline);
     }
-    // Drop what has been taken from the front, now and then, so the array never grows unbounded.
-    if (this.#queueHead === this.#queue.length) this.#queue.length = this.#queueHead = 0;
-    else if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) this.#queue.splice(0, this.#queueHead), (this.#queueHead = 0);
     this.#settle();
   }
 
-  #launch({ unit, deadline }: Pending): void {
+  #launch(entry: Entry, deadline: number): void {
+    const { unit } = entry;
     const controller = new AbortController();
     const done = this.#poll(unit, { signal: controller.signal, deadline }).finally(() => {
+      entry.running = false;
       this.#running.delete(unit.key);
-      this.#busy.delete(unit.key);
       if (!this.#stopped) this.#pump();
       else this.#settle();
     });
+    entry.running = true;
     this.#running.set(unit.key, { controller, done });
   }
 
   #settle(): void {
-    if (this.#busy.size === 0 && this.#enqueuing === 0 && this.#idle !== undefined) {
+    if (this.#queued === 0 && this.#running.size === 0 && this.#idle !== undefined) {
       this.#idle.resolve();
       this.#idle = undefined;
     }
