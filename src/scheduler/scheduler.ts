@@ -159,12 +159,15 @@ export class Scheduler {
   #start(group: Group, entries: () => Iterator<Entry>): number {
     const round: Round = { entries: entries(), deadline: group.task.getNextRun()?.getTime() ?? this.#now() + 60_000 };
     let skipped = 0;
+    let marked = 0;
     for (let it = entries(), next = it.next(); !next.done; next = it.next()) {
       const entry = next.value;
       if (entry.round !== undefined || entry.running) skipped++;
-      else (entry.round = round), this.#queued++;
+      else (entry.round = round), marked++;
     }
-    this.#rounds.push(round);
+    // A tick that found every unit busy leaves no round to walk.
+    if (marked > 0) this.#rounds.push(round);
+    this.#queued += marked;
     this.#pump();
     return skipped;
   }
