@@ -278,6 +278,22 @@ describe('families of extra fields over time', () => {
     expect(dropped).toHaveLength(4);
   });
 
+  it('reports a field that waits for room once, however often a freed family makes it wait again', async () => {
+    const { store, dropped } = storeHearingDrops();
+    store.setUnits([spec('a'), spec('b')]);
+    store.recordSuccess('a', withFields(fieldNames(0, 32)));
+    store.recordSuccess('b', withFields(fieldNames(32, 34)));
+    expect(dropped.map((d) => [d.field, d.reason])).toEqual(fieldNames(32, 34).map((field) => [field, 'too_many_fields']));
+    // One family freed: the first field that waited takes it, the second waits again, unreported.
+    store.recordSuccess('a', withFields(fieldNames(0, 31)));
+    await store.snapshot();
+    store.recordSuccess('b', withFields(fieldNames(32, 34)));
+    const out = await text(store);
+    expect(out).toMatch(/field32_tokens\{/);
+    expect(out).not.toMatch(/field33_tokens/);
+    expect(dropped).toHaveLength(2);
+  });
+
   it('go to the first of two fields with one snake-case name, and to the second once the first is gone', async () => {
     const { store, dropped } = storeHearingDrops();
     store.setUnits([spec('a'), spec('b')]);

@@ -13,6 +13,7 @@ import {
   extraFieldFamily,
   headerBytes,
   type DroppedField,
+  type FieldDropReason,
   type FamilyDef,
 } from './families.js';
 
@@ -699,7 +700,12 @@ export class MetricStore {
   /** Extra fields whose name can never be published. */
   readonly #dropped = new Set<string>();
   /** Extra fields dropped for want of room or of a name: judged again once an extra family is freed. */
-  readonly #waiting = new Set<string>();
+  readonly #waiting = new Map<string, FieldDropReason>();
+  /**
+   * Fields that waited, until judged again: one dropped again for the same reason is not
+   * reported again, as the operator has heard of it and nothing changed for it.
+   */
+  #rejudged = new Map<string, FieldDropReason>();
   readonly #windowStat = new Family(WINDOW_STAT, 'data', this.#work);
   readonly #up = new Family(TARGET_UP, 'unit', this.#work);
   readonly #lastSuccess = new Family(LAST_SUCCESS, 'unit', this.#work);
@@ -970,24 +976,34 @@ export class MetricStore {
     const family = this.#extras.get(field);
     if (family !== undefined || this.#dropped.has(field) || this.#waiting.has(field)) return family;
     const def = extraFieldFamily(field);
-    if ('reason' in def) return this.#drop(this.#dropped, def);
+    if ('reason' in def) return this.#drop(def, false);
     // Two fields may snake-case to one name (`cachedTokens`, `cached_tokens`): first wins.
     if ([...this.#extras.values()].some((f) => f.def.name === def.name)) {
-      return this.#drop(this.#waiting, { field, metric: def.name, reason: 'name_taken', why: 'is the metric of another field the API added' });
+      return this.#drop({ field, metric: def.name, reason: 'name_taken', why: 'is the metric of another field the API added' }, true);
     }
     if (this.#extras.size >= EXTRA_FAMILIES_MAX && !this.#freeUnusedExtras()) {
-      return this.#drop(this.#waiting, { field, metric: def.name, reason: 'too_many_fields', why: `would be more than ${EXTRA_FAMILIES_MAX} extra metrics` });
+      return this.#drop({ field, metric: def.name, reason: 'too_many_fields', why: `would be more than ${EXTRA_FAMILIES_MAX} extra metrics` }, true);
     }
+    this.#rejudged.delete(field);
     const added = new Family(def, 'data', this.#work);
     this.#extras.set(field, added);
     this.#reorder();
     return added;
   }
 
-  #drop(names: Set<string>, dropped: DroppedField): undefined {
-    if (names.size >= DROPPED_FIELDS_MAX) names.clear();
-    names.add(dropped.field);
-    this.#onFieldDropped(dropped);
+  /** Remembers a field that gets no family, for good or until one is freed (`waits`), and reports it. */
+  #drop(dropped: DroppedField, waits: boolean): undefined {
+    const { field, reason } = dropped;
+    if (waits) {
+      if (this.#waiting.size >= DROPPED_FIELDS_MAX) this.#waiting.clear();
+      this.#waiting.set(field, reason);
+    } else {
+      if (this.#dropped.size >= DROPPED_FIELDS_MAX) this.#dropped.clear();
+      this.#dropped.add(field);
+    }
+    const before = this.#rejudged.get(field);
+    this.#rejudged.delete(field);
+    if (before !== reason) this.#onFieldDropped(dropped);
     return undefined;
   }
 
@@ -1001,6 +1017,8 @@ export class MetricStore {
     for (const [field, family] of this.#extras) if (family.populated === 0) this.#extras.delete(field);
     if (this.#extras.size === size) return false;
     // Room, or a name, for the fields that waited for one.
+    for (const [field, reason] of this.#waiting) this.#rejudged.set(field, reason);
+    if (this.#rejudged.size > DROPPED_FIELDS_MAX) this.#rejudged = new Map(this.#waiting);
     this.#waiting.clear();
     this.#reorder();
     return true;
