@@ -59,11 +59,11 @@ export function spawnChild(script, argv, { exposeGc = false, nodeOptions = [] } 
     ready,
     pause: () => child.kill('SIGSTOP'),
     resume: () => child.kill('SIGCONT'),
-    call: (cmd) =>
+    call: (cmd, args = {}) =>
       new Promise((resolve, reject) => {
         const id = ++next;
         waiting.set(id, resolve);
-        child.send({ cmd, id });
+        child.send({ ...args, cmd, id });
         void exited.then((code) => reject(new Error(`${script} exited with ${code} during ${cmd}`)));
       }),
     async exit() {

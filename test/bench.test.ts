@@ -1,16 +1,19 @@
 // `npm run bench` must keep working from a fresh checkout: a small run of every part of it.
 // Timings are not asserted (they depend on the machine); that every variant ran, served the
 // same series and wrote its numbers is.
+import { fork } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoPath, run } from './support/tools.js';
 
 interface Results {
   scrape: { variant: string; series: number; encoding: string; scrapers: number; scrapes: number; p50Ms: number; bytes: number }[];
   memory: { variant: string; bytesPerSeries: number }[];
-  polls: { round: string; units: number; failed: number; apiRequests: number; apiConnections: number; series: number; ofIdeal: number; peakRssBytes: number }[];
+  polls: { round: string; units: number; failed: number; apiRequests: number; apiConnections: number; series: number; ofIdeal: number; peakRssBytes: number; landingEldMaxMs: number; idleEldMaxMs: number }[];
   checks: { name: string; met: boolean }[];
 }
 
@@ -48,6 +51,11 @@ describe('npm run bench', () => {
     expect(round!.series).toBeGreaterThan(200 * 16);
     expect(round!.series).toBeLessThan(200 * 16 + 200);
     expect(round!.ofIdeal).toBeGreaterThan(0);
+    // Both event-loop maxima are of 1 ms timers: a turn every millisecond at best.
+    expect(round!.landingEldMaxMs).toBeGreaterThanOrEqual(1);
+    expect(round!.idleEldMaxMs).toBeGreaterThanOrEqual(1);
+    expect(result.stdout).toMatch(/ELD idle proc\./);
+    expect(result.stdout).toMatch(/an idle process on its CPU: \d+\.\d ms\)/);
     expect(results.checks.length).toBeGreaterThan(10);
   });
 
@@ -98,6 +106,34 @@ describe('npm run bench', () => {
     }
     expect(soak.growth.toMinute).toBeGreaterThan(soak.growth.fromMinute);
     expect(soak.scrapes).toBeGreaterThanOrEqual(2);
+  });
+
+  it("idle.mjs reports the longest gap of its 1 ms timer within a window, as when the machine holds it up", async () => {
+    const idle = fork(repoPath('bench/idle.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    try {
+      const answer = (msg: object) => new Promise<{ maxMs: number }>((resolve) => {
+        idle.once('message', resolve as (m: unknown) => void);
+        idle.send(msg);
+      });
+      await once(idle, 'message'); // ready
+      const now = () => Number(process.hrtime.bigint()) / 1e6;
+      await sleep(100);
+      // Stopped for 150 ms, as a VM's vCPU that the host does not run.
+      const stoppedAt = now();
+      idle.kill('SIGSTOP');
+      await sleep(150);
+      idle.kill('SIGCONT');
+      await sleep(100);
+      const held = await answer({ cmd: 'window', from: stoppedAt - 50, to: now() });
+      expect(held.maxMs).toBeGreaterThanOrEqual(140);
+      // A later window without the stop in it does not see it.
+      const from = now();
+      await sleep(100);
+      const after = await answer({ cmd: 'window', from, to: now() });
+      expect(after.maxMs).toBeLessThan(140);
+    } finally {
+      idle.kill('SIGKILL');
+    }
   });
 
   it('worker-floor.mjs measures the main thread beside each kind of worker, once per run', async () => {
