@@ -1,5 +1,6 @@
 import type { SeriesPoint, StatsResponse } from './response.js';
 
+/** `bucket` in the config: publish the newest bucket even while it fills, or the last one that has closed. */
 export type BucketMode = 'latest' | 'complete';
 
 /**

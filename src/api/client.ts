@@ -20,6 +20,7 @@ export interface StatsQuery {
 
 const QUERY_KEYS = ['scope', 'id', 'window', 'timeBucketSize', 'model', 'userId', 'apiKeyId', 'aiLlmId'] as const;
 
+/** The `api` section of the config, and what the client is given instead of reaching for globals. */
 export interface ApiClientOptions {
   readonly baseUrl: string;
   /** An undici Agent (keep-alive pool) shared by every request; closed by its owner. */
@@ -42,6 +43,7 @@ export interface ApiClientOptions {
   readonly turns?: TurnBudget;
 }
 
+/** Per poll: how it may be cut short. */
 export interface FetchOptions {
   /** Aborts the poll (shutdown, reload): the promise rejects with AbortedError. */
   readonly signal?: AbortSignal;

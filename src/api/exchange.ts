@@ -8,6 +8,7 @@ export interface Answer {
   readonly body: Buffer;
 }
 
+/** Bounds on one HTTP exchange, so that a slow or oversized answer costs a poll, not the process. */
 export interface ExchangeLimits {
   /** The whole exchange, from dispatch to the last byte, must fit in this. */
   readonly timeoutMs: number;

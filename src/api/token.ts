@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
  */
 export type TokenSource = () => string | Promise<string>;
 
+/** How a token file is watched: where its errors go, and how often it is read. */
 export interface FileTokenOptions {
   /** Called when a re-read fails or finds the file empty; the last good token is kept. */
   readonly onError: (err: Error) => void;

@@ -47,4 +47,5 @@ export function parseSize(text: string | number): number | undefined {
   return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
+/** The size syntax as a pattern, for the JSON schema that editors validate config.yaml with. */
 export const SIZE_PATTERN = SIZE_RE.source;

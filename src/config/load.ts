@@ -22,6 +22,7 @@ export class ConfigError extends Error {
   }
 }
 
+/** A loaded configuration, or every problem found in it (not only the first), each with its line. */
 export type LoadResult = { ok: true; config: Config } | { ok: false; problems: ConfigProblem[] };
 
 /** Reads and validates a config file; unreadable files are reported as a problem too. */

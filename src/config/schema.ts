@@ -228,4 +228,5 @@ export interface RawTarget {
   labels?: Record<string, string>;
 }
 
+/** The configuration as the schema has checked it, before cross-field checks and defaults resolve it into a Config. */
 export type RawConfig = z.output<typeof ConfigSchema>;

@@ -10,6 +10,7 @@ export const FILTER_LABELS: Readonly<Record<FilterKey, string>> = Object.freeze(
   aiLlmId: 'ai_llm_id',
 });
 
+/** Label names and values in output order: an array, as a unit's labels are rendered in the order they are given. */
 export type LabelPairs = readonly (readonly [name: string, value: string])[];
 
 /**

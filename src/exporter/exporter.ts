@@ -13,6 +13,7 @@ import { createTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { createHandler, type ReloadOutcome } from '../http/server.js';
 import { TurnBudget } from '../loop/turns.js';
 
+/** Everything the daemon is built from; main.ts fills it from flags, tests from fixtures. */
 export interface ExporterOptions {
   readonly config: Config;
   readonly log: Logger;

@@ -3,6 +3,7 @@ import type { UnitStatus } from '../store/store.js';
 // Enough rows to find a failing unit by eye; beyond that, the metrics are the tool.
 const MAX_ROWS = 1000;
 
+/** What the landing page shows: a snapshot of the units' state, and the clock it is read against. */
 export interface LandingInfo {
   readonly version: string;
   readonly telemetryPath: string;

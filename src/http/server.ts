@@ -9,6 +9,7 @@ import { TurnBudget } from '../loop/turns.js';
 /** What a reload reports back to POST /-/reload. */
 export type ReloadOutcome = { ok: true } | { ok: false; error: string };
 
+/** What the HTTP handler serves from, passed in so a test can build it around any store. */
 export interface HandlerDeps {
   readonly store: MetricStore;
   /** The exporter's own metrics (process, runtime, its counters), rendered per scrape. */

@@ -1,11 +1,14 @@
 import { pino, stdTimeFunctions, type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
+/** The values of --log.level, as the Go exporters' promslog takes them. */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** The values of --log.format: JSON lines for collectors, or coloured lines for a terminal. */
 export const LOG_FORMATS = ['json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
+/** What main.ts reads from the flags; tests pass a destination to read the lines back. */
 export interface LoggerOptions {
   readonly level: LogLevel;
   readonly format: LogFormat;

@@ -9,6 +9,7 @@ import type { MetricStore } from '../store/store.js';
 /** Runs one poll of one unit; resolves true when it succeeded. Never rejects. */
 export type PollFn = (unit: PollUnit, options: { signal: AbortSignal; deadline: number }) => Promise<boolean>;
 
+/** What a poll needs, passed in: it asks the API client, writes to the store and logs, and reaches for nothing else. */
 export interface PollerDeps {
   readonly api: ApiClient;
   readonly store: MetricStore;

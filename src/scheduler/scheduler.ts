@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { PollUnit } from '../config/units.js';
 import type { PollFn } from './poll.js';
 
+/** What the scheduler runs, and what it runs with: a poll function, so tests can time units without HTTP. */
 export interface SchedulerOptions {
   readonly poll: PollFn;
   readonly log: Logger;

@@ -28,6 +28,8 @@ export const FIELD_FAMILIES: Readonly<Record<string, FamilyDef>> = Object.freeze
   },
 });
 
+// The fixed families beside the bucket's fields: their names are the exporter's interface, which
+// dashboards and alert rules depend on.
 export const BUCKET_TIMESTAMP: FamilyDef = {
   name: 'flashback_private_chat_bucket_timestamp_seconds',
   help: `Start of the published time bucket (the API's ts) as a Unix timestamp, ${CACHED}`,

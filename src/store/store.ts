@@ -85,6 +85,7 @@ export interface PollSuccess {
   readonly summary: readonly (readonly [string, number])[] | undefined;
 }
 
+/** The outcome of a failed poll: its reason is a label value of flashback_exporter_poll_errors_total. */
 export interface PollFailure {
   readonly at: number;
   readonly durationSeconds: number;

@@ -20,6 +20,7 @@ export interface Telemetry {
   close(): void;
 }
 
+/** How the exporter's own metrics are set up: its version label, and whether the process's are included. */
 export interface TelemetryOptions {
   readonly version: string;
   /** Include the process_* and nodejs_* metrics (left out of --once output). */
