@@ -9,6 +9,9 @@
 // pause: finishing a mark-compact's sweeping when the next one starts is not an entry.
 // JS names come from /tmp/perf-<pid>.map, to which V8 only appends: code that moved or was
 // collected can leave a stale name on an address (a config function at poll time, say).
+// An idle process (idle.mjs) runs beside the exporter on its CPU; each gap shows the longest
+// gap of the idle process's own event loop that overlapped it: when a process doing nothing
+// was held up as long, the gap was the machine's (the VM, another thread), not the exporter's.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
@@ -42,9 +45,12 @@ const { port: apiPort } = await api.ready;
 // and turns on V8's log, kept out of the working directory.
 const preload = ['--import', new URL('gap-trace.mjs', import.meta.url).pathname, ...(args.perf ? ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`] : [])];
 const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, roundPeriod(units, concurrency, API_LATENCY_MS)], { nodeOptions: [...flags, ...preload] });
+const idle = spawnChild('idle.mjs', [], { nodeOptions: flags });
 try {
   const { port } = await exporter.ready;
+  await idle.ready;
   if (PIN) pin(exporter.pid, 0);
+  if (PIN) pin(idle.pid, 0);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   /** One round, scraped every 250 ms as run.mjs does, with its gaps. */
   const measure = async (cmd, perfFile) => {
@@ -66,25 +72,32 @@ try {
     await scraping;
     const { gaps } = await exporter.call('gaps');
     const start = end - round.elapsedMs / 1000;
-    return { round, start, gaps: gaps.filter((gap) => gap.start >= start && gap.end <= end) };
+    const floor = await idle.call('window', { from: start * 1000, to: end * 1000 });
+    /** The idle process's longest gap overlapping [from, to] (seconds), or 0. */
+    const beside = (from, to) => Math.max(0, ...floor.gaps.filter((g) => g.to > from * 1000 && g.from < to * 1000).map((g) => g.to - g.from));
+    const inRound = gaps.filter((gap) => gap.start >= start && gap.end <= end).map((gap) => ({ ...gap, idleMs: beside(gap.start, gap.end) }));
+    return { round, start, idleMaxMs: floor.maxMs, gaps: inRound };
   };
   const first = await measure('first');
   const steady = await measure('steady', args.perf ? join(dir, 'perf.data') : undefined);
   agent.destroy();
 
   console.log(`${units} units at concurrency ${concurrency}, node ${flags.join(' ')}${PIN ? ', exporter pinned to CPU 0' : ''}`);
-  for (const [name, { round, gaps }] of [['first', first], ['steady', steady]]) {
+  for (const [name, { round, gaps, idleMaxMs }] of [['first', first], ['steady', steady]]) {
     const over = (ms) => gaps.filter((gap) => gap.ms > ms).length;
+    // Held up by the machine: the idle process stalled for at least half as long at the time.
+    const machine = gaps.filter((gap) => gap.ms > 10 && gap.idleMs >= gap.ms / 2).length;
     console.log(
       `${name} round: ${(round.elapsedMs / 1000).toFixed(1)} s, event-loop delay max ${round.landingEldMaxMs.toFixed(1)} ms, p99 ${round.landingEldP99Ms.toFixed(1)} ms; ` +
-        `gaps over 8 ms: ${over(8)}, over 10 ms: ${over(10)}, over 15 ms: ${over(15)}`,
+        `gaps over 8 ms: ${over(8)}, over 10 ms: ${over(10)}, over 15 ms: ${over(15)}; ` +
+        `idle process beside it: max ${idleMaxMs.toFixed(1)} ms, held up at least half as long in ${machine} of the gaps over 10 ms`,
     );
   }
   const samples = args.perf ? perfSamples(join(dir, 'perf.data')) : [];
   console.log(`\nsteady round, gaps over ${minMs} ms (seconds into the round, length, GC pauses perf_hooks reported inside):`);
   for (const gap of steady.gaps.filter((g) => g.ms > minMs)) {
     const gc = gap.gc.map((g) => `${g.kind} ${g.ms.toFixed(1)} ms`).join(', ') || 'none';
-    console.log(`  ${(gap.start - steady.start).toFixed(3)} s  ${gap.ms.toFixed(1)} ms  GC: ${gc}`);
+    console.log(`  ${(gap.start - steady.start).toFixed(3)} s  ${gap.ms.toFixed(1)} ms  idle process: ${gap.idleMs.toFixed(1)} ms  GC: ${gc}`);
     if (!args.perf) continue;
     const inside = samples.filter((s) => s.time >= gap.start && s.time <= gap.end);
     const counts = new Map();
@@ -94,6 +107,7 @@ try {
   }
 } finally {
   await exporter.exit();
+  await idle.exit();
   await api.exit();
   rmSync(dir, { recursive: true, force: true });
   if (args.perf) rmSync(`/tmp/perf-${exporter.pid}.map`, { force: true });

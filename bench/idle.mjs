@@ -4,7 +4,8 @@
 // Buffer is the floor for scrape latency.
 // It times its own 1 ms timer, as monitorEventLoopDelay({ resolution: 1 }) does, and answers
 // `{ cmd: 'window', from, to }` (CLOCK_MONOTONIC ms, the clock of process.hrtime) with the
-// longest gap between two of its turns that overlaps that window.
+// longest gap between two of its turns that overlaps that window, and every gap over 1.5 ms
+// that does (gaps.mjs matches them with the exporter's).
 const MIN_GAP_MS = 1.5;
 // performance.now() + offset = CLOCK_MONOTONIC in ms.
 const offset = Number(process.hrtime.bigint()) / 1e6 - performance.now();
@@ -18,10 +19,10 @@ setInterval(() => {
 
 process.on('message', (msg) => {
   if (msg.cmd === 'window') {
-    const inside = gaps.filter((gap) => gap.to > msg.from && gap.from < msg.to).map((gap) => gap.to - gap.from);
+    const inside = gaps.filter((gap) => gap.to > msg.from && gap.from < msg.to);
     // Windows are asked for in order: gaps that ended within this one are not asked for again.
     while (gaps.length > 0 && gaps[0].to <= msg.to) gaps.shift();
-    process.send({ id: msg.id, maxMs: Math.max(1, ...inside) });
+    process.send({ id: msg.id, maxMs: Math.max(1, ...inside.map((gap) => gap.to - gap.from)), gaps: inside });
   } else if (msg.cmd === 'exit') {
     process.exit(0);
   }
