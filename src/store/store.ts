@@ -191,12 +191,20 @@ interface UnitState {
   /** Families holding this unit's data series: cleared when data goes stale or is replaced. */
   dataFamilies: Family[];
   up: boolean | undefined;
-  lastAttemptAt: number | undefined;
-  lastSuccessAt: number | undefined;
-  durationSeconds: number | undefined;
+  /**
+   * Epoch ms and seconds, NaN until the first poll (or success): never undefined, so that V8
+   * keeps each field a number updated in place. A field that has held undefined holds any value,
+   * and every poll's new time there was a fresh heap number, kept from an object that has long
+   * been in old space: promoted, 10,000 units times three of them in every round.
+   */
+  lastAttemptAt: number;
+  lastSuccessAt: number;
+  durationSeconds: number;
   lastError: string | undefined;
   errors: Map<string, number> | undefined;
 }
+
+const orUndefined = (value: number) => (Number.isNaN(value) ? undefined : value);
 
 /** A unit's rendered label set for its data series or its own, rendered on first use. */
 function labelsOf(unit: UnitState, which: 'data' | 'unit'): Buffer {
@@ -279,7 +287,7 @@ export class MetricStore {
       if (wanted.has(key)) continue;
       this.#clearData(unit);
       for (const family of [this.#up, this.#lastSuccess, this.#duration, this.#errors]) family.clear(unit.slot);
-      if (unit.lastAttemptAt !== undefined) this.#attempted--;
+      if (!Number.isNaN(unit.lastAttemptAt)) this.#attempted--;
       this.#freeSlots.push(unit.slot);
       this.#bySlot[unit.slot] = undefined;
       this.#units.delete(key);
@@ -293,9 +301,9 @@ export class MetricStore {
         dataLabels: undefined,
         dataFamilies: [],
         up: undefined,
-        lastAttemptAt: undefined,
-        lastSuccessAt: undefined,
-        durationSeconds: undefined,
+        lastAttemptAt: Number.NaN,
+        lastSuccessAt: Number.NaN,
+        durationSeconds: Number.NaN,
         lastError: undefined,
         errors: undefined,
       };
@@ -380,7 +388,8 @@ export class MetricStore {
     let next = Number.POSITIVE_INFINITY;
     for (const unit of this.#units.values()) {
       if (unit.dataFamilies.length === 0) continue;
-      const expiry = (unit.lastSuccessAt ?? 0) + unit.spec.staleAfterMs;
+      // A unit with data has had a success.
+      const expiry = unit.lastSuccessAt + unit.spec.staleAfterMs;
       if (now >= expiry) {
         this.#clearData(unit);
         this.#changed();
@@ -406,9 +415,9 @@ export class MetricStore {
     return [...this.#units.values()].map((u) => ({
       id: u.spec.id,
       up: u.up,
-      lastAttemptAt: u.lastAttemptAt,
-      lastSuccessAt: u.lastSuccessAt,
-      durationSeconds: u.durationSeconds,
+      lastAttemptAt: orUndefined(u.lastAttemptAt),
+      lastSuccessAt: orUndefined(u.lastSuccessAt),
+      durationSeconds: orUndefined(u.durationSeconds),
       lastError: u.lastError,
       hasData: u.dataFamilies.length > 0,
     }));
@@ -505,7 +514,7 @@ export class MetricStore {
   }
 
   #attempt(unit: UnitState, at: number, durationSeconds: number): void {
-    if (unit.lastAttemptAt === undefined) this.#attempted++;
+    if (Number.isNaN(unit.lastAttemptAt)) this.#attempted++;
     unit.lastAttemptAt = at;
     unit.durationSeconds = durationSeconds;
     this.#duration.put(unit.slot, '', durationSeconds, true);
