@@ -149,6 +149,44 @@ describe('scheduler', () => {
     }
   });
 
+  it('aborts the poll of a unit a reload removes, and does not start it again while that poll settles', async () => {
+    const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY));
+    if (!parsed.ok) throw new Error('bad config');
+    const units = expandUnits(parsed.config);
+    const started: string[] = [];
+    const settled: string[] = [];
+    const signals = new Map<string, AbortSignal>();
+    const scheduler = new Scheduler({
+      log: createLogger({ level: 'error', format: 'json', destination: new Writable({ write: (_c, _e, done) => done() }) }),
+      // Hangs until aborted, then takes a while to settle, as a request being torn down does.
+      poll: async (unit, { signal }) => {
+        started.push(unit.id);
+        signals.set(unit.id, signal);
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        settled.push(unit.id);
+        return false;
+      },
+    });
+    const [removed, ...others] = units;
+    try {
+      scheduler.setUnits(units);
+      expect(started).toHaveLength(3);
+      expect(scheduler.setUnits(others)).toEqual({ added: 0, removed: 1, kept: 2 });
+      expect(signals.get(removed!.id)!.aborted).toBe(true);
+      for (const unit of others) expect(signals.get(unit.id)!.aborted).toBe(false);
+      // Added back while its aborted poll settles: not polled twice at once.
+      expect(scheduler.setUnits(units)).toEqual({ added: 1, removed: 0, kept: 2 });
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      expect(settled).toEqual([removed!.id]);
+      expect(started).toHaveLength(3);
+    } finally {
+      await scheduler.stop();
+    }
+    // Stopping aborted the two others, and waited for them to settle.
+    expect(settled.sort()).toEqual(units.map((u) => u.id).sort());
+  });
+
   it('lets a reload remove units still waiting in a round and add others, polling each unit present once', async () => {
     const parsed = parseConfig(config('http://127.0.0.1:1', YEARLY, '', `model: [${Array.from({ length: 40 }, (_, i) => `m${i}`).join(', ')}]`));
     if (!parsed.ok) throw new Error('bad config');

@@ -23,11 +23,26 @@ interface Group {
 /** A unit as the scheduler keeps it, from the reload that adds it to the one that removes it. */
 interface Entry {
   readonly unit: PollUnit;
+  /**
+   * Aborts the unit's poll when a reload removes the unit or the scheduler stops: one for the
+   * unit's life, not one per poll. Made per poll, ten thousand signals a round outlived minor
+   * GCs (with their tables of listeners: 1.5–2.5 MB promoted a round, the largest share of
+   * what starts mark-compacts while polls land).
+   */
+  readonly controller: AbortController;
   /** The round that is to start its poll, while it waits for a free slot. */
   round: Round | undefined;
-  /** Whether its poll is under way. */
-  running: boolean;
+  /** Its poll under way, settling to whether it succeeded. */
+  done: Promise<boolean> | undefined;
 }
+
+/**
+ * A listener that stays on every unit's signal. A request adds a listener and removes it when
+ * answered; when the last one goes, node drops the signal's table of listeners, and makes it
+ * again for the next request: a new table each time, for a signal that lives as long as the
+ * unit, so each one outlived minor GCs.
+ */
+const KEEP_LISTENERS = (): void => {};
 
 /** One tick's units, or a reload's new ones: started in order as slots free up. */
 interface Round {
@@ -56,7 +71,14 @@ export class Scheduler {
   readonly #rounds: Round[] = [];
   /** Units marked with a round and not started yet. */
   #queued = 0;
-  readonly #running = new Map<string, { controller: AbortController; done: Promise<boolean> }>();
+  /** Polls under way. */
+  #running = 0;
+  /**
+   * Units removed by a reload whose aborted poll is still settling, by key: one added again
+   * meanwhile waits for it. A Map of every running poll would make and drop a table entry per
+   * poll, its tables promoted as the signals' were.
+   */
+  readonly #settling = new Map<string, Entry>();
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   #stopped = false;
 
@@ -79,7 +101,10 @@ export class Scheduler {
         if (wanted.has(key)) continue;
         group.entries.delete(key);
         if (entry.round !== undefined) (entry.round = undefined), this.#queued--;
-        this.#running.get(key)?.controller.abort(new Error('unit removed by a reload'));
+        if (entry.done !== undefined) {
+          entry.controller.abort(new Error('unit removed by a reload'));
+          this.#settling.set(key, entry);
+        }
         removed++;
       }
       if (group.entries.size === 0) {
@@ -93,7 +118,8 @@ export class Scheduler {
       let group = this.#groups.get(schedule);
       if (group?.entries.has(unit.key)) continue;
       if (group === undefined) this.#groups.set(schedule, (group = this.#createGroup(schedule)));
-      const entry: Entry = { unit, round: undefined, running: false };
+      const entry: Entry = { unit, controller: new AbortController(), round: undefined, done: undefined };
+      entry.controller.signal.addEventListener('abort', KEEP_LISTENERS);
       group.entries.set(unit.key, entry);
       let list = added.get(group);
       if (list === undefined) added.set(group, (list = []));
@@ -110,7 +136,7 @@ export class Scheduler {
 
   /** Resolves once nothing is queued or running: after the first round, for tests and --once. */
   async idle(): Promise<void> {
-    if (this.#queued === 0 && this.#running.size === 0) return;
+    if (this.#queued === 0 && this.#running === 0) return;
     const idle = (this.#idle ??= Promise.withResolvers<void>());
     await idle.promise;
   }
@@ -118,12 +144,16 @@ export class Scheduler {
   /** Stops every timer, drops the rounds and aborts polls in flight; resolves when they settle. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    for (const group of this.#groups.values()) await group.task.destroy();
+    const running = [...this.#settling.values()];
+    for (const group of this.#groups.values()) {
+      await group.task.destroy();
+      for (const entry of group.entries.values()) if (entry.done !== undefined) running.push(entry);
+    }
     this.#groups.clear();
     this.#rounds.length = 0;
     this.#queued = 0;
-    for (const { controller } of this.#running.values()) controller.abort(new Error('shutting down'));
-    await Promise.all([...this.#running.values()].map((r) => r.done));
+    for (const { controller } of running) controller.abort(new Error('shutting down'));
+    await Promise.all(running.map((entry) => entry.done));
     this.#settle();
   }
 
@@ -163,7 +193,7 @@ export class Scheduler {
     let marked = 0;
     for (let it = entries(), next = it.next(); !next.done; next = it.next()) {
       const entry = next.value;
-      if (entry.round !== undefined || entry.running) skipped++;
+      if (entry.round !== undefined || entry.done !== undefined) skipped++;
       else (entry.round = round), marked++;
     }
     // A tick that found every unit busy leaves no round to walk.
@@ -175,7 +205,7 @@ export class Scheduler {
 
   #pump(): void {
     const max = this.#maxActive();
-    while (this.#running.size < max && this.#rounds.length > 0) {
+    while (this.#running < max && this.#rounds.length > 0) {
       const round = this.#rounds[0]!;
       const next = round.entries.next();
       if (next.done) {
@@ -188,7 +218,7 @@ export class Scheduler {
       entry.round = undefined;
       this.#queued--;
       // A unit a reload removed and added again while its aborted poll is still settling.
-      if (this.#running.has(entry.unit.key)) continue;
+      if (this.#settling.has(entry.unit.key)) continue;
       this.#launch(entry, round.deadline);
     }
     this.#settle();
@@ -196,19 +226,18 @@ export class Scheduler {
 
   #launch(entry: Entry, deadline: number): void {
     const { unit } = entry;
-    const controller = new AbortController();
-    const done = this.#poll(unit, { signal: controller.signal, deadline }).finally(() => {
-      entry.running = false;
-      this.#running.delete(unit.key);
+    this.#running++;
+    entry.done = this.#poll(unit, { signal: entry.controller.signal, deadline }).finally(() => {
+      entry.done = undefined;
+      this.#running--;
+      if (this.#settling.get(unit.key) === entry) this.#settling.delete(unit.key);
       if (!this.#stopped) this.#pump();
       else this.#settle();
     });
-    entry.running = true;
-    this.#running.set(unit.key, { controller, done });
   }
 
   #settle(): void {
-    if (this.#queued === 0 && this.#running.size === 0 && this.#idle !== undefined) {
+    if (this.#queued === 0 && this.#running === 0 && this.#idle !== undefined) {
       this.#idle.resolve();
       this.#idle = undefined;
     }
