@@ -100,8 +100,11 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
           path: url.pathname + url.search,
           method: 'GET',
           headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': options.userAgent },
-          headersTimeout: options.timeoutMs,
-          bodyTimeout: options.timeoutMs,
+          // exchange() times the whole exchange; undici's own timers would only duplicate it,
+          // and they linger in its timer list for up to a second after the answer, long enough
+          // to outlive minor GCs: a timer object promoted per request.
+          headersTimeout: 0,
+          bodyTimeout: 0,
         },
         { timeoutMs: options.timeoutMs, maxResponseBytes: options.maxResponseBytes },
         signal,
