@@ -32,13 +32,15 @@ export function sampleLine(name: string, labels: string, value: number): string 
 
 /**
  * Writes `value` into `out` at `at` as JavaScript prints it (and so prom-client), returning the
- * end; `out` must have room for 25 bytes. A safe integer's digits are written one by one: V8
- * makes a number's text through its number-string cache, which holds each string from old
- * space, so every value rendered there outlived the minor GCs and was promoted. With 10,000
- * units that was about a hundred thousand strings a round, most of them token counts.
+ * end; `out` must have room for 25 bytes. String(value) makes a number's text through V8's
+ * number-string cache, which holds each string from old space, so every value rendered there
+ * outlived the minor GCs and was promoted: with 10,000 units, about a hundred thousand strings
+ * a round. A safe integer's digits (token counts, most values) are written one by one; other
+ * finite numbers go through JSON.stringify, whose text for a finite number is the same (JSON
+ * prints a number as ToString does) and which keeps no cache.
  */
 export function writeNumber(out: Buffer, at: number, value: number): number {
-  if (!Number.isSafeInteger(value)) return at + out.write(String(value), at, 'latin1');
+  if (!Number.isSafeInteger(value)) return at + out.write(Number.isFinite(value) ? JSON.stringify(value) : String(value), at, 'latin1');
   let rest = value;
   if (rest < 0) {
     out[at++] = 0x2d; // '-'
