@@ -1,7 +1,7 @@
 // `npm run bench` must keep working from a fresh checkout: a small run of every part of it.
 // Timings are not asserted (they depend on the machine); that every variant ran, served the
 // same series and wrote its numbers is.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,6 +89,30 @@ describe('npm run bench', () => {
     if (steadyMax > 7) expect(Math.max(...gaps.map(([, , ms]) => Number(ms)))).toBeGreaterThan(steadyMax - 3);
   });
 
+  // perf samples every thread on a CPU only as root or with perf_event_paranoid ≤ 0, and only
+  // where the machine lets it (.ci/run installs linux-perf); elsewhere this test does not run.
+  it.skipIf(!canRecordCpu0())("gaps.mjs --perf says who had the exporter's CPU in each gap: the main thread, its other threads, other processes or nobody", async () => {
+    const result = await run(process.execPath, [repoPath('bench/gaps.mjs'), '--perf', '--units=200', '--concurrency=4', '--min-ms=0'], { timeoutMs: 60_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const [, seconds, ofSeconds] = /^steady round, CPU 0 \(perf\): main thread ([\d.]+) s, its other threads [\d.]+ s.*, other processes [\d.]+ s.*, of ([\d.]+) s$/m.exec(result.stdout)!;
+    // The main thread polled and rebuilt through the round: perf saw it, on CPU 0, for part of it.
+    expect(Number(seconds)).toBeGreaterThan(0);
+    expect(Number(seconds)).toBeLessThanOrEqual(Number(ofSeconds));
+    const [, over10] = /^steady round: .*, over 10 ms: (\d+),/m.exec(result.stdout)!;
+    const [, main, threads, machine] = /^steady round, who had CPU 0 for most of each gap over 10 ms: the main thread (\d+), the exporter's other threads (\d+), other processes or nobody \(the machine\) (\d+)$/m.exec(result.stdout)!;
+    // Every gap over 10 ms is put down to exactly one of the three.
+    expect(Number(main) + Number(threads) + Number(machine)).toBe(Number(over10));
+    // Each listed gap: what ran on the CPU and nobody add up to at least the gap, and the main
+    // thread's part is the one its own stack listing counts.
+    const listed = [...result.stdout.matchAll(/^ {2}[\d.]+ s {2}([\d.]+) ms .*\n {6}CPU 0: main thread ([\d.]+) ms, its other threads ([\d.]+) ms.*, other processes ([\d.]+) ms.*, nobody ([\d.]+) ms\n {6}main thread on CPU ([\d.]+) ms of it:$/gm)];
+    expect(listed.length).toBe([...result.stdout.matchAll(/^ {2}[\d.]+ s {2}[\d.]+ ms {2}idle process/gm)].length);
+    for (const [, gapMs, mainMs, threadMs, otherMs, nobodyMs, stackMs] of listed) {
+      expect(Number(mainMs) + Number(threadMs) + Number(otherMs) + Number(nobodyMs)).toBeGreaterThanOrEqual(Number(gapMs) - 0.2);
+      expect(mainMs).toBe(stackMs);
+    }
+  });
+
   it('soak.mjs samples memory and polls for as long as asked, and says how much memory grew', async () => {
     const out = join(dir, 'soak.json');
     // 200 units at concurrency 4: a round every 5 s, so 18 s is three rounds after the first.
@@ -154,3 +178,16 @@ describe('npm run bench', () => {
     expect(refused.stderr).toContain('--worker must be alloc, compute or duty');
   });
 });
+
+/** Whether perf can sample every thread on CPU 0 here, as gaps.mjs --perf does when pinned. */
+function canRecordCpu0(): boolean {
+  const file = join(dir, 'probe.perf');
+  try {
+    execFileSync('perf', ['record', '-a', '-C', '0', '-o', file, '--', 'sleep', '0.01'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
