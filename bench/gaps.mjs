@@ -72,7 +72,9 @@ try {
     })();
     // Pinned, the exporter has CPU 0 to itself but for the idle process: sample all of it.
     const who = PIN ? ['-a', '-C', '0'] : ['-t', String(exporter.pid)];
-    const perf = perfFile && spawn('perf', ['record', '-F', String(PERF_HZ), '-g', '-k', 'CLOCK_MONOTONIC', ...who, '-o', perfFile], { stdio: 'ignore' });
+    // A sample every 250 µs of CPU time (cpu-clock), so samples count time: a VM's cycle counter
+    // at a set frequency does not.
+    const perf = perfFile && spawn('perf', ['record', '-e', 'cpu-clock', '-c', String(1e9 / PERF_HZ), '-g', '-k', 'CLOCK_MONOTONIC', ...who, '-o', perfFile], { stdio: 'ignore' });
     const round = await exporter.call(cmd);
     const end = monotonic();
     if (perf) {
@@ -189,7 +191,9 @@ function shares(list, digits = 2, unit = 's') {
   const byName = (part) => {
     const names = new Map();
     for (const s of part) names.set(s.comm, (names.get(s.comm) ?? 0) + 1);
-    const text = [...names].sort((a, b) => b[1] - a[1]).map(([name, n]) => `${name} ${(ms(n) * scale).toFixed(digits)}`).join(', ');
+    const named = [...names].sort((a, b) => b[1] - a[1]).slice(0, 3);
+    const rest = part.length - named.reduce((sum, [, n]) => sum + n, 0);
+    const text = [...named, ...(rest > 0 ? [['others', rest]] : [])].map(([name, n]) => `${name} ${(ms(n) * scale).toFixed(digits)}`).join(', ');
     return part.length === 0 ? '' : ` (${text})`;
   };
   const threads = list.filter((s) => s.exporter && !s.main);
