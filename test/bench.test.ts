@@ -113,6 +113,28 @@ describe('npm run bench', () => {
     }
   });
 
+  it('promotion.mjs says what each round adds to the old generation, and where what outlives minor GCs was allocated', async () => {
+    const result = await run(process.execPath, [repoPath('bench/promotion.mjs'), '--units=200', '--concurrency=4', '--rounds=2', '--top=5'], { timeoutMs: 60_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const rows = [...result.stdout.matchAll(/^(first|steady 1|sampled) +([\d.]+) +([\d.]+) +(\d+) +(\d+) +([\d.]+|-)$/gm)];
+    expect(rows.map(([, round]) => round)).toEqual(['first', 'steady 1', 'sampled']);
+    const [first, steady, sampled] = rows.map(([, , promoted, direct, scavenges, , survivors]) => ({ promoted: Number(promoted), direct: Number(direct), scavenges: Number(scavenges), survivors }));
+    // Building 200 units' state takes more than one young generation: scavenges ran and promoted some of it.
+    expect(first!.scavenges).toBeGreaterThan(0);
+    expect(first!.promoted).toBeGreaterThan(0);
+    // Only the last round is sampled; its survivors are what the listing below divides up.
+    expect(steady!.survivors).toBe('-');
+    expect(Number(sampled!.survivors)).toBeGreaterThan(0);
+    const sites = [...result.stdout.matchAll(/^ +([\d.]+) % +([\d.]+) MB {2}(.+)$/gm)];
+    expect(sites.length).toBe(5);
+    const shares = sites.map(([, share]) => Number(share));
+    expect([...shares].sort((a, b) => b - a)).toEqual(shares);
+    expect(shares.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(100.1);
+    // Every site names a function and where it is.
+    for (const [, , , site] of sites) expect(site).toMatch(/\S+ \S*:\d+/);
+  });
+
   it('soak.mjs samples memory and polls for as long as asked, and says how much memory grew', async () => {
     const out = join(dir, 'soak.json');
     // 200 units at concurrency 4: a round every 5 s, so 18 s is three rounds after the first.
