@@ -9,9 +9,8 @@
 // With `sample: true`, what outlives minor GCs is also sampled by allocation site (the heap
 // profiler's sampling, with objects collected by minor GCs left out). Young objects that died but
 // were not collected yet would pass for survivors when sampling stops, so a minor GC is forced
-// first (hence --expose-gc). The sampling itself raises what a round promotes, by a third when no
-// mark-compact runs and fourfold when one does: a sampled round's bytes are not comparable with
-// an unsampled round's, only its sites with one another.
+// first (hence --expose-gc). Sampling walks the stack at every sample and slows allocation, so
+// promotion.mjs samples a round of its own and measures the others without it.
 // Answers `{ cmd: 'promotion-start', sample }` and `{ cmd: 'promotion-stop' }`; the child's own
 // script ignores both.
 import { Session } from 'node:inspector/promises';

@@ -6,8 +6,8 @@
 // of the schedule, and prints for each round the bytes that scavenges promoted, the bytes
 // allocated directly in the old generation (code, large objects), and the GCs. Then one more
 // round runs with the heap profiler sampling what outlives minor GCs, and the allocation sites
-// of what it sampled are listed, by share: the sampling itself makes a round promote more, so
-// that round's bytes stand apart from the others'.
+// of what it sampled are listed, by share; sampling slows allocation, so that round is not one
+// of the measured ones.
 // A round's window starts right after the previous one ends, so it holds the quiet before its
 // tick too (scrapes only). Needs `npm run build` first.
 import { Agent } from 'node:http';
