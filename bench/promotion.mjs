@@ -10,8 +10,9 @@
 // of the measured ones.
 // A round's window starts right after the previous one ends, so it holds the quiet before its
 // tick too (scrapes only). Needs `npm run build` first. In most runs so far one steady round
-// promoted 38 MB, which no round has done with `--trace-gc-nvp` alone: check a surprising round
-// that way (docs/benchmarks-history.md, the ninth session).
+// promoted 38 MB, which no round has done with `--trace-gc-nvp` alone; it comes with this
+// script's messages between rounds even when they measure nothing, so check a surprising round
+// that way too (docs/benchmarks-history.md, the ninth session).
 import { Agent } from 'node:http';
 import { parseArgs } from 'node:util';
 import { canPin, imageNodeFlags, pin, roundPeriod, scrape, sleep, spawnChild } from './harness.mjs';
