@@ -304,7 +304,7 @@ describe('staleness with many units', () => {
       // Some units are polled again between scrapes, after the store has computed when the
       // next unit goes stale.
       for (let i = step; i < units.length; i += 9) succeed(i);
-      const text = Buffer.concat((await stale.snapshot()).chunks).toString('utf8');
+      const text = Buffer.concat((await stale.snapshot()).chunks()).toString('utf8');
       const withData = new Set([...text.matchAll(/^flashback_private_chat_input_tokens\{.*user_id="(user-\d+)".*\} \d+$/gm)].map((m) => m[1]));
       const expected = new Set(units.filter((u) => now - lastSuccess.get(u.key)! < u.staleAfterMs).map((u) => u.unitLabels[2]![1]));
       expect(withData).toEqual(expected);

@@ -27,7 +27,7 @@ export interface HandlerDeps {
 /** The exposition: the store's pre-rendered series, then the exporter's own few. */
 export async function renderMetrics(store: MetricStore, ownMetrics: () => Promise<string>): Promise<Buffer[]> {
   const [snapshot, own] = await Promise.all([store.snapshot(), ownMetrics()]);
-  return [...snapshot.chunks, Buffer.from(own)];
+  return [...snapshot.chunks(), Buffer.from(own)];
 }
 
 /**

@@ -42,9 +42,39 @@ export interface BlockView {
    * after the rebuild, before any snapshot holds the view; never changed afterwards.
    */
   member: Buffer;
+  /** The slabs that `tails` and `member` were carved from, given back when nobody holds the view. */
+  readonly ownSlab: Slab | undefined;
+  memberSlab: Slab | undefined;
+  /** Holders: its block while it is the block's view, and each snapshot not yet released. */
+  holders: number;
 }
 
-const EMPTY_VIEW: BlockView = { tails: EMPTY, ends: new Uint32Array(BLOCK_SIZE), lines: new Uint32Array(BLOCK_SIZE), labels: [], length: 0, member: EMPTY };
+const EMPTY_VIEW: BlockView = {
+  tails: EMPTY,
+  ends: new Uint32Array(BLOCK_SIZE),
+  lines: new Uint32Array(BLOCK_SIZE),
+  labels: [],
+  length: 0,
+  member: EMPTY,
+  ownSlab: undefined,
+  memberSlab: undefined,
+  holders: 0,
+};
+
+/** A snapshot (or a block) starts holding a view: its bytes are not reused until it lets go. */
+export function holdView(view: BlockView): void {
+  view.holders++;
+}
+
+/**
+ * A holder lets go of a view: once none is left, its bytes go back to the slabs, to be carved
+ * again by the next rebuilds. The caller promises never to read the view again.
+ */
+export function releaseView(view: BlockView, slabs: Slabs): void {
+  if (view === EMPTY_VIEW || --view.holders > 0) return;
+  if (view.ownSlab !== undefined) slabs.give(view.ownSlab);
+  if (view.memberSlab !== undefined) slabs.give(view.memberSlab);
+}
 
 /** A family's constant bytes: its header, and the name that opens each line. */
 export interface FamilyText {
@@ -218,12 +248,14 @@ export class Block {
     if (total === 0) {
       scratch.pieces.give(piece);
       this.view = EMPTY_VIEW;
+      releaseView(old, scratch.slabs);
       return;
     }
     // A slot's label set changes only when a new unit takes it: the old list nearly always serves.
     let sameLabels = true;
     for (let i = 0; i < BLOCK_SIZE && sameLabels; i++) sameLabels = labels[i] === old.labels[i];
-    const own = scratch.slabs.take(VIEW_OFFSETS + total);
+    const ownSlab = scratch.slabs.take(VIEW_OFFSETS + total);
+    const own = scratch.slabs.carved;
     const view: BlockView = {
       ends: new Uint32Array(own.buffer, own.byteOffset, BLOCK_SIZE),
       lines: new Uint32Array(own.buffer, own.byteOffset + BLOCK_SIZE * 4, BLOCK_SIZE),
@@ -231,12 +263,16 @@ export class Block {
       member: EMPTY,
       labels: sameLabels ? old.labels : labels.slice(),
       length,
+      ownSlab,
+      memberSlab: undefined,
+      holders: 1,
     };
     view.ends.set(ends);
     view.lines.set(lines);
     tails.copy(view.tails, 0, 0, total);
     scratch.pieces.give(piece);
     this.view = view;
+    releaseView(old, scratch.slabs);
   }
 }
 
@@ -250,7 +286,8 @@ export async function compressView(view: BlockView, family: FamilyText, scratch:
   renderView(view, family, text, 0);
   const member = await scratch.members.member(text.subarray(0, view.length));
   if (text.length === PIECE_SIZE) scratch.pieces.give(text);
-  view.member = scratch.slabs.take(member.length);
+  view.memberSlab = scratch.slabs.take(member.length);
+  view.member = scratch.slabs.carved;
   member.copy(view.member);
 }
 
@@ -274,33 +311,85 @@ const VIEW_OFFSETS = 2 * BLOCK_SIZE * Uint32Array.BYTES_PER_ELEMENT;
 
 // Views are carved from slabs of this size, under glibc's 128 KiB mmap threshold so that
 // freeing one is not a system call in a mark-compact's pause; a larger view (a block of
-// summary statistics, say) gets a Buffer of its own.
+// summary statistics, say) gets a slab of its own, its size rounded up to a power of two.
 const SLAB_SIZE = 64 * 1024;
 const SLAB_VIEW_MAX = 16 * 1024;
+// Empty slabs kept for the next rebuilds: 8 MiB of small ones, and of each larger size as many
+// as a round of 10,000 units replaces. What a shrunken configuration leaves beyond is collected.
+const FREE_SLABS_MAX = 128;
+const FREE_LARGE_MAX = 64;
+
+/** A Buffer that views are carved from, and how many carved parts of it are still held. */
+export class Slab {
+  readonly buffer: Buffer;
+  live = 0;
+  constructor(buffer: Buffer) {
+    this.buffer = buffer;
+  }
+}
 
 /**
- * Hands out the Buffers of block views, carved one after the other from shared slabs. A
- * Buffer of its own per view was an ArrayBuffer per rebuild: with 10,000 units, two thousand
- * of them replaced in every round, promoted (a view lives until its block's next rebuild) and
- * swept one by one in a mark-compact's final pause, 3–6 ms of it with --single-threaded-gc. A
- * slab is freed with the last view carved from it. Every poll rewrites its unit's lines, so a
- * round replaces nearly every view; one that stays (a block of poll errors that no longer
- * change) keeps its slab alive, at most SLAB_SIZE for each such view.
+ * Hands out the Buffers of block views and their gzip members, carved one after the other from
+ * shared slabs, and takes them back once no block or snapshot holds them (see releaseView).
+ * - A Buffer of its own per view was an ArrayBuffer per rebuild: with 10,000 units, two
+ *   thousand of them replaced in every round, promoted (a view lives until its block's next
+ *   rebuild) and swept one by one in a mark-compact's final pause.
+ * - Slabs left to the garbage collector were still most of what started the mark-compacts
+ *   while polls land: V8 counts the external memory allocated since the last one as old
+ *   generation, and a round replaces nearly every view, 8 MB of them at 10,000 units. A slab
+ *   whose carved parts are all given back is carved again from the start instead.
+ * A view that stays (a block of poll errors that no longer change) keeps its slab, at most
+ * SLAB_SIZE for each such view.
  */
-class Slabs {
-  #slab = EMPTY;
+export class Slabs {
+  #slab: Slab | undefined;
   #used = 0;
+  readonly #free: Slab[] = [];
+  /** Empty slabs of views larger than SLAB_VIEW_MAX, by size. */
+  readonly #large = new Map<number, Slab[]>();
+  /** Slabs allocated so far, for tests and the benchmark. */
+  allocated = 0;
+  /** The bytes carved by the last take(). Kept here, not returned, so take() allocates no pair. */
+  carved: Buffer = EMPTY;
 
-  take(size: number): Buffer {
-    if (size > SLAB_VIEW_MAX) return Buffer.allocUnsafeSlow(size);
+  /** Carves `size` bytes (in `carved`) and returns the slab to give back when they are no longer held. */
+  take(size: number): Slab {
+    if (size > SLAB_VIEW_MAX) {
+      const bytes = 2 ** Math.ceil(Math.log2(size));
+      const slab = this.#large.get(bytes)?.pop() ?? this.#allocate(bytes);
+      slab.live = 1;
+      this.carved = slab.buffer.subarray(0, size);
+      return slab;
+    }
     // 8-byte aligned, for the Uint32Arrays laid over a view's first bytes.
     let at = (this.#used + 7) & ~7;
-    if (at + size > this.#slab.length) {
-      this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    if (this.#slab === undefined || at + size > SLAB_SIZE) {
+      this.#slab = this.#free.pop() ?? this.#allocate(SLAB_SIZE);
       at = 0;
     }
+    const slab = this.#slab;
+    slab.live++;
     this.#used = at + size;
-    return this.#slab.subarray(at, at + size);
+    this.carved = slab.buffer.subarray(at, at + size);
+    return slab;
+  }
+
+  /** Gives back one carved part of `slab`; once all are given back, the slab is carved again. */
+  give(slab: Slab): void {
+    if (--slab.live > 0) return;
+    if (slab === this.#slab) {
+      this.#used = 0;
+    } else if (slab.buffer.length !== SLAB_SIZE) {
+      const free = this.#large.get(slab.buffer.length) ?? this.#large.set(slab.buffer.length, []).get(slab.buffer.length)!;
+      if (free.length < FREE_LARGE_MAX) free.push(slab);
+    } else if (this.#free.length < FREE_SLABS_MAX) {
+      this.#free.push(slab);
+    }
+  }
+
+  #allocate(bytes: number): Slab {
+    this.allocated++;
+    return new Slab(Buffer.allocUnsafeSlow(bytes));
   }
 }
 

@@ -1,8 +1,8 @@
 import { gzipSync, constants as zlib } from 'node:zlib';
 import { renderLabels, escapeLabelValue, type LabelPairs } from './exposition.js';
 import { TurnBudget } from '../loop/turns.js';
-import { BLOCK_SIZE, Block, Scratch, compressView, partLength, renderPart, type FamilyText, type Part } from './block.js';
-import { MemberPieces, pieces, type Piece } from './pieces.js';
+import { BLOCK_SIZE, Block, Scratch, compressView, holdView, partLength, releaseView, renderPart, type FamilyText, type Part } from './block.js';
+import { MemberPieces, Readers, pieces, type Piece } from './pieces.js';
 import {
   BUCKET_TIMESTAMP,
   FIELD_FAMILIES,
@@ -60,6 +60,7 @@ const EXTRA_FAMILIES_MAX = 32;
 const DROPPED_FIELDS_MAX = 1_000;
 
 export type { Piece } from './pieces.js';
+export { SnapshotReleasedError } from './pieces.js';
 
 /** What the store needs to know about a poll unit; it never sees the config itself. */
 export interface UnitSpec {
@@ -104,20 +105,24 @@ export interface UnitStatus {
   readonly hasData: boolean;
 }
 
-/** The exposition text at one moment. */
+/**
+ * The exposition text at one moment. Its bytes are shared with the store's blocks and are
+ * reused once it is released: after a newer snapshot replaced it and its last reader (an
+ * iteration of its pieces, or a piece not yet `done`) finished. Read after that, it throws
+ * SnapshotReleasedError (FLASHBACK_ERR_SNAPSHOT_RELEASED): take `store.snapshot()` again, and
+ * keep a piece's bytes no longer than until its `done`.
+ */
 export interface Snapshot {
   readonly version: number;
-  /**
-   * The text as gzip members, in order: their concatenation is one gzip file (RFC 1952 §2.2)
-   * that every reader, Prometheus included, decodes as one stream.
-   */
-  readonly members: readonly Buffer[];
   /** Bytes of the plain text. */
   readonly byteLength: number;
-  /** Bytes of the members together. */
+  /**
+   * Bytes of its gzip members together: blocks' text compressed apart, whose concatenation is
+   * one gzip file (RFC 1952 §2.2) that every reader, Prometheus included, decodes as one stream.
+   */
   readonly gzipLength: number;
-  /** The plain text, rendered anew on each access (for --once and tests). */
-  readonly chunks: readonly Buffer[];
+  /** The plain text, rendered anew into a Buffer of its own on each call (for --once and tests). */
+  chunks(): readonly Buffer[];
   /**
    * The plain text in pieces of up to 256 KiB, each rendered when taken into a Buffer that is
    * reused: call `done` once the piece has been written out (or will not be).
@@ -235,8 +240,8 @@ export class MetricStore {
   #nextExpiry = Number.POSITIVE_INFINITY;
   /** Scratch space of block rebuilds, and the pool of Buffers that text is rendered into. */
   readonly #work = new Scratch();
-  /** The current snapshot's gzip pieces, retired when a newer snapshot replaces it. */
-  #gzipPieces: MemberPieces | undefined;
+  /** The current snapshot's readers: it is retired when a newer snapshot replaces it. */
+  #readers: Readers | undefined;
   /** `,stat="p50"` for each statistic name seen, so a poll does not escape the same names again. */
   readonly #extraLabels = { stat: new Map<string, string>(), reason: new Map<string, string>() };
   /** Polls recorded: each marks the families it puts lines in with its number. */
@@ -405,6 +410,11 @@ export class MetricStore {
     return this.#attempted === this.#units.size;
   }
 
+  /** Slabs that block views have been carved from so far: flat once rounds reuse released ones (for tests and the benchmark). */
+  get slabsAllocated(): number {
+    return this.#work.slabs.allocated;
+  }
+
   get unitCount(): number {
     return this.#units.size;
   }
@@ -471,24 +481,32 @@ export class MetricStore {
     const members = parts.map((part) => (part.view === undefined ? part.family.headerMember : part.view.member));
     const byteLength = parts.reduce((n, part) => n + partLength(part), 0);
     const gzipLength = members.reduce((n, m) => n + m.length, 0);
-    const gzipPieces = new MemberPieces(members, this.#work.pieces);
+    // The snapshot holds its views until it is released (see Readers), so that their bytes are
+    // carved again by later rebuilds, not left for a mark-compact to find.
+    for (const part of parts) if (part.view !== undefined) holdView(part.view);
+    const work = this.#work;
+    const readers = new Readers(() => {
+      for (const part of parts) if (part.view !== undefined) releaseView(part.view, work.slabs);
+      gzipPieces.free();
+    });
+    const gzipPieces = new MemberPieces(members, work.pieces, readers);
     const snapshot: Snapshot = {
       version,
-      members,
       byteLength,
       gzipLength,
-      get chunks() {
+      chunks() {
+        readers.check();
         const text = Buffer.allocUnsafe(byteLength);
         let offset = 0;
         for (const part of parts) offset = renderPart(part, text, offset);
         return [text];
       },
-      pieces: () => pieces(parts, this.#work.pieces),
+      pieces: () => pieces(parts, work.pieces, readers),
       gzipPieces: () => gzipPieces.pieces(),
     };
     this.#snapshot = snapshot;
-    this.#gzipPieces?.retire();
-    this.#gzipPieces = gzipPieces;
+    this.#readers?.retire();
+    this.#readers = readers;
     return snapshot;
   }
 
