@@ -24,7 +24,7 @@ import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { canPin, imageNodeFlags, pin, roundPeriod, scrape, sleep, spawnChild } from './harness.mjs';
+import { canPin, imageNodeFlags, pin, roundPeriod, scrape, sleep, startPollRig } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -48,18 +48,19 @@ const monotonic = () => Number(process.hrtime.bigint()) / 1e9;
 const PIN = canPin();
 if (PIN) pin(process.pid, 1);
 const dir = mkdtempSync(join(tmpdir(), 'flashback-gaps-'));
-const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
-const { port: apiPort } = await api.ready;
 // --perf-basic-prof writes the JIT's symbols to /tmp/perf-<pid>.map, where perf looks for them,
 // and turns on V8's log, kept out of the working directory.
 const preload = ['--import', new URL('gap-trace.mjs', import.meta.url).pathname, ...(args.perf ? ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`] : [])];
-const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, roundPeriod(units, concurrency, API_LATENCY_MS)], { nodeOptions: [...flags, ...preload] });
-const idle = spawnChild('idle.mjs', [], { nodeOptions: flags });
+const { exporter, idle, port, exit } = await startPollRig({
+  units,
+  concurrency,
+  latencyMs: API_LATENCY_MS,
+  period: roundPeriod(units, concurrency, API_LATENCY_MS),
+  nodeOptions: [...flags, ...preload],
+  idleOptions: flags,
+  pinTo: PIN ? (pid) => pin(pid, 0) : undefined,
+});
 try {
-  const { port } = await exporter.ready;
-  await idle.ready;
-  if (PIN) pin(exporter.pid, 0);
-  if (PIN) pin(idle.pid, 0);
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   /** One round, scraped every 250 ms as run.mjs does, with its gaps. */
   const measure = async (cmd, perfFile) => {
@@ -132,9 +133,7 @@ try {
     for (const [what, n] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4)) console.log(`      ${ms(n).toFixed(2).padStart(6)} ms  ${what}`);
   }
 } finally {
-  await exporter.exit();
-  await idle.exit();
-  await api.exit();
+  await exit();
   rmSync(dir, { recursive: true, force: true });
   if (args.perf) rmSync(`/tmp/perf-${exporter.pid}.map`, { force: true });
 }

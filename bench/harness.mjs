@@ -102,3 +102,35 @@ export function scrape(agent, port, gzip, keep = false) {
 export function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
+
+/**
+ * The poll benchmark's processes, as run.mjs, gaps.mjs and rounds.mjs start them: the fake API
+ * answering in `latencyMs`; polls.mjs, the whole exporter, polling `units` units at
+ * `concurrency` with a round every `period` seconds (0: the first round only); and beside it an
+ * idle process (idle.mjs), the machine's floor for event-loop delay. Once all three are ready,
+ * `pinTo` is called with the exporter's pid and the idle process's. `exit()` stops all three;
+ * if one fails to start, those already started are stopped before the error is thrown.
+ */
+export async function startPollRig({ units, concurrency, latencyMs, period, nodeOptions = [], idleOptions = nodeOptions, pinTo }) {
+  const started = [];
+  const exit = async () => {
+    for (const child of started.reverse()) await child.exit();
+  };
+  try {
+    const api = spawnChild('fake-api.mjs', [latencyMs]);
+    started.push(api);
+    const { port: apiPort } = await api.ready;
+    const idle = spawnChild('idle.mjs', [], { nodeOptions: idleOptions });
+    started.push(idle);
+    const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, period], { nodeOptions });
+    started.push(exporter);
+    const { port } = await exporter.ready;
+    await idle.ready;
+    pinTo?.(exporter.pid);
+    pinTo?.(idle.pid);
+    return { api, apiPort, exporter, idle, port, exit };
+  } catch (err) {
+    await exit();
+    throw err;
+  }
+}

@@ -107,6 +107,7 @@ async function round(begin, from = Date.now()) {
   await begin();
   const startMs = performance.now() - started;
   eld.reset();
+  const majorGcs = majorGc.count;
   await until(() => finished >= units);
   const elapsedMs = performance.now() - origin;
   const used = process.cpuUsage(cpu);
@@ -119,6 +120,8 @@ async function round(begin, from = Date.now()) {
     landingEldMaxMs: eld.max / 1e6,
     landingEldP99Ms: eld.percentile(99) / 1e6,
     cpuMsPerPoll: (used.user + used.system) / 1000 / units,
+    // Ended while the answers landed (an incremental one may have started before).
+    markCompacts: majorGc.count - majorGcs,
   };
 }
 

@@ -6,7 +6,7 @@ import { Agent } from 'node:http';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { canPin, imageNodeFlags, percentile, pin, roundPeriod, scrape, sleep, spawnChild } from './harness.mjs';
+import { canPin, imageNodeFlags, percentile, pin, roundPeriod, scrape, sleep, spawnChild, startPollRig } from './harness.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -180,16 +180,17 @@ async function benchSize(size) {
  * its first round and, with `steady`, the schedule's next one. One row per round.
  */
 async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [] }) {
-  const api = spawnChild('fake-api.mjs', [API_LATENCY_MS]);
-  const { port: apiPort } = await api.ready;
-  const exporter = spawnChild('polls.mjs', [`http://127.0.0.1:${apiPort}`, units, concurrency, steady ? roundPeriod(units, concurrency, API_LATENCY_MS) : 0], { nodeOptions });
-  // Beside the exporter on its CPU: the event-loop delay of a process doing nothing, per round.
-  const idle = spawnChild('idle.mjs', [], { nodeOptions });
+  // Beside the exporter on its CPU, the idle process: the event-loop delay of a process doing
+  // nothing, per round.
+  const { api, apiPort, exporter, idle, port, exit } = await startPollRig({
+    units,
+    concurrency,
+    latencyMs: API_LATENCY_MS,
+    period: steady ? roundPeriod(units, concurrency, API_LATENCY_MS) : 0,
+    nodeOptions,
+    pinTo: (pid) => pinned(pid, 0),
+  });
   try {
-    const { port } = await exporter.ready;
-    await idle.ready;
-    pinned(exporter.pid, 0);
-    pinned(idle.pid, 0);
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     /** A round, with the exporter scraped meanwhile and the fake API's counts for it. */
     const measure = async (cmd) => {
@@ -262,6 +263,7 @@ async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [
         landingEldMaxMs: round.landingEldMaxMs,
         landingEldP99Ms: round.landingEldP99Ms,
         idleEldMaxMs: floor.maxMs,
+        markCompacts: round.markCompacts,
         scrapesWhileLanding: during.length,
         scrapeWhileLandingP50Ms: percentile(during, 50),
         scrapeWhileLandingMaxMs: during.at(-1),
@@ -275,9 +277,7 @@ async function benchPolls({ units, concurrency, ceiling, steady, nodeOptions = [
       };
     });
   } finally {
-    await exporter.exit();
-    await idle.exit();
-    await api.exit();
+    await exit();
   }
 }
 
@@ -394,9 +394,9 @@ console.log(table(['series', 'A prom-client', 'B exporter', 'C static', 'B/A'], 
 })));
 console.log(`\nPolls against a fake API with ${API_LATENCY_MS} ms latency (the whole exporter, scraped with gzip every 250 ms meanwhile):`);
 console.log(`(node flags: "shipped" are the image's, ${SHIPPED.join(' ')}; RSS is after both rounds)`);
-console.log(table(['units', 'conc.', 'node flags', 'round', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'bare undici/s', 'of bare', 'requests', 'sockets', 'CPU/poll ms', 'start (blocking) ms', 'ELD landing max', 'ELD p99', 'ELD idle proc.', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
+console.log(table(['units', 'conc.', 'node flags', 'round', 'time s', 'polls/s', 'ideal/s', 'of ideal', 'bare undici/s', 'of bare', 'requests', 'sockets', 'CPU/poll ms', 'start (blocking) ms', 'ELD landing max', 'ELD p99', 'ELD idle proc.', 'mark-compacts', 'scrape p50/max', 'series', 'RSS MB', 'peak RSS MB'], pollRows.map((r) => [
   r.units, r.concurrency, r.nodeOptions === SHIPPED.join(' ') ? 'shipped' : r.nodeOptions || 'plain', r.round, f(r.elapsedMs / 1000), f(r.throughputPerS, 0), f(r.idealPerS, 0), `${(r.ofIdeal * 100).toFixed(1)}%`, f(r.ceilingPerS, 0), r.ofCeiling === undefined ? '-' : `${(r.ofCeiling * 100).toFixed(1)}%`, r.apiRequests, r.apiConnections,
-  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.landingEldMaxMs, 1), f(r.landingEldP99Ms, 1), f(r.idleEldMaxMs, 1), `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
+  f(r.cpuMsPerPoll, 3), f(r.startMs, 0), f(r.landingEldMaxMs, 1), f(r.landingEldP99Ms, 1), f(r.idleEldMaxMs, 1), r.markCompacts, `${f(r.scrapeWhileLandingP50Ms)} / ${f(r.scrapeWhileLandingMaxMs)}`, r.series,
   f(r.rssBytes / 1e6, 0), f(r.peakRssBytes / 1e6, 0),
 ])));
 console.log('\nTargets of issue 5:');

@@ -13,7 +13,7 @@ import { repoPath, run } from './support/tools.js';
 interface Results {
   scrape: { variant: string; series: number; encoding: string; scrapers: number; scrapes: number; p50Ms: number; bytes: number }[];
   memory: { variant: string; bytesPerSeries: number }[];
-  polls: { round: string; units: number; failed: number; apiRequests: number; apiConnections: number; series: number; ofIdeal: number; peakRssBytes: number; landingEldMaxMs: number; idleEldMaxMs: number }[];
+  polls: { round: string; units: number; failed: number; apiRequests: number; apiConnections: number; series: number; ofIdeal: number; peakRssBytes: number; landingEldMaxMs: number; idleEldMaxMs: number; markCompacts: number }[];
   checks: { name: string; met: boolean }[];
 }
 
@@ -54,6 +54,7 @@ describe('npm run bench', () => {
     // Both event-loop maxima are of 1 ms timers: a turn every millisecond at best.
     expect(round!.landingEldMaxMs).toBeGreaterThanOrEqual(1);
     expect(round!.idleEldMaxMs).toBeGreaterThanOrEqual(1);
+    expect(Number.isInteger(round!.markCompacts) && round!.markCompacts >= 0).toBe(true);
     expect(result.stdout).toMatch(/ELD idle proc\./);
     expect(result.stdout).toMatch(/an idle process on its CPU: \d+\.\d ms\)/);
     expect(results.checks.length).toBeGreaterThan(10);
@@ -133,6 +134,28 @@ describe('npm run bench', () => {
     expect(shares.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(100.1);
     // Every site names a function and where it is.
     for (const [, , , site] of sites) expect(site).toMatch(/\S+ \S*:\d+/);
+  });
+
+  it('rounds.mjs measures the first round and each steady one, with the mark-compacts that ended in it and the idle process beside it', async () => {
+    // --gc-interval forces full GCs as the exporter allocates, so that there are some to count.
+    const result = await run(process.execPath, [repoPath('bench/rounds.mjs'), '--units=200', '--concurrency=4', '--rounds=2', '--flags=--max-semi-space-size=8 --gc-interval=20000'], { timeoutMs: 60_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const rows = [...result.stdout.matchAll(/^(first|steady \d) +([\d.]+) +([\d.]+) +([\d.]+) +(\d+) +([\d.]+)$/gm)];
+    expect(rows.map(([, round]) => round)).toEqual(['first', 'steady 1', 'steady 2']);
+    let inRounds = 0;
+    for (const [, , seconds, max, p99, markCompacts, idle] of rows) {
+      // 200 polls at concurrency 4 against 20 ms: at least a second each.
+      expect(Number(seconds)).toBeGreaterThanOrEqual(1);
+      expect(Number(max)).toBeGreaterThanOrEqual(Number(p99));
+      // The idle process reports at least its own 1 ms timer.
+      expect(Number(idle)).toBeGreaterThanOrEqual(1);
+      inRounds += Number(markCompacts);
+    }
+    const [, total] = /^peak RSS \d+ MiB, (\d+) mark-compacts in all$/m.exec(result.stdout)!;
+    expect(Number(total)).toBeGreaterThan(0);
+    // A round counts only those that ended while its answers landed.
+    expect(inRounds).toBeLessThanOrEqual(Number(total));
   });
 
   it('soak.mjs samples memory and polls for as long as asked, and says how much memory grew', async () => {
