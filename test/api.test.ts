@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { getEventListeners } from 'node:events';
 import { Agent } from 'undici';
 import { createApiClient, parseRetryAfter, type ApiClientOptions } from '../src/api/client.js';
 import { AbortedError, FlashbackApiError } from '../src/api/errors.js';
@@ -196,7 +197,41 @@ describe('API failure classification', () => {
     setTimeout(() => controller.abort(), 50);
     await expect(pending).rejects.toBeInstanceOf(AbortedError);
   });
+
+  it('aborts every request in flight under a signal, after many before them have come and gone', async () => {
+    const controller = new AbortController();
+    // The overall timer must not be what ends them.
+    const api = client({ timeoutMs: 60_000 });
+    for (let i = 0; i < 20; i++) await api.fetchStats({ scope: 'org', window: '24h' }, { signal: controller.signal });
+    fake.respond(() => ({ hang: true }));
+    const pending = [1, 2, 3].map(() => api.fetchStats({ scope: 'org', window: '24h' }, { signal: controller.signal }));
+    await waitFor(() => fake.requests.length === 23);
+    controller.abort();
+    for (const request of pending) await expect(request).rejects.toBeInstanceOf(AbortedError);
+  });
+
+  it("adds one abort listener to a signal, not one per request: a request's objects must not outlive minor GCs", async () => {
+    const controller = new AbortController();
+    const other = new AbortController();
+    const api = client();
+    const before = getEventListeners(controller.signal, 'abort').length;
+    for (let i = 0; i < 10; i++) await api.fetchStats({ scope: 'org', window: '24h' }, { signal: controller.signal });
+    await api.fetchStats({ scope: 'org', window: '24h' }, { signal: other.signal });
+    expect(getEventListeners(controller.signal, 'abort').length).toBe(before + 1);
+    // A request under another signal reaches only that signal.
+    expect(getEventListeners(other.signal, 'abort').length).toBe(1);
+    // Once aborted, a signal stops what is sent under it before it reaches the API.
+    controller.abort();
+    const sent = fake.requests.length;
+    await expect(api.fetchStats({ scope: 'org', window: '24h' }, { signal: controller.signal })).rejects.toBeInstanceOf(AbortedError);
+    expect(fake.requests.length).toBe(sent);
+  });
 });
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
 
 describe('API retries', () => {
   it('retries a 5xx and succeeds on the next attempt', async () => {

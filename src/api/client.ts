@@ -3,7 +3,7 @@ import type { TokenSource } from './token.js';
 import { AbortedError, FlashbackApiError } from './errors.js';
 import { clip, parseStatsBody, type StatsResponse } from './response.js';
 import { Pacer, Semaphore, systemClock, type Clock } from './limiter.js';
-import { exchange, ExchangeTimeout, type Answer } from './exchange.js';
+import { Exchanges, ExchangeTimeout, type Answer } from './exchange.js';
 import { TurnBudget } from '../loop/turns.js';
 
 /** The query of one poll, with the parameter names of the API reference. */
@@ -75,6 +75,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const pacer = new Pacer(clock, options.maxRequestsPerSecond);
   const turns = options.turns ?? new TurnBudget();
   const base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
+  const exchanges = new Exchanges();
 
   function urlFor(query: StatsQuery): URL {
     const url = new URL('v2/stats/private-chat', base);
@@ -93,14 +94,14 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
       // sending, so the request leaves before this turn of the event loop goes on.
       const pending = options.token();
       const token = typeof pending === 'string' ? pending : await pending;
-      answer = await exchange(
+      answer = await exchanges.send(
         options.dispatcher,
         {
           origin: url.origin,
           path: url.pathname + url.search,
           method: 'GET',
           headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': options.userAgent },
-          // exchange() times the whole exchange; undici's own timers would only duplicate it,
+          // exchanges.send() times the whole exchange; undici's own timers would only duplicate it,
           // and they linger in its timer list for up to a second after the answer, long enough
           // to outlive minor GCs: a timer object promoted per request.
           headersTimeout: 0,

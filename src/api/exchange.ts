@@ -25,41 +25,69 @@ export class ExchangeTimeout extends Error {
 }
 
 /**
- * Sends one request and collects its answer through undici's handler API (dispatch),
- * rather than request(): no Readable, async iterator or combined AbortSignal per request.
- * At thousands of polls a minute those were most of a poll's CPU time and garbage, and
- * the garbage surviving young-generation collections is what grew the heap.
+ * Sends requests and collects their answers through undici's handler API (dispatch), rather
+ * than request(): no Readable, async iterator or combined AbortSignal per request. At
+ * thousands of polls a minute those were most of a poll's CPU time and garbage, and the
+ * garbage surviving young-generation collections is what grew the heap.
  *
- * Settles exactly once: with the answer, or with the first of the transport's error, the
- * size cap, the overall timer or `signal` (rejecting with `signal.reason`).
+ * A request makes no closure and adds no listener. Its signal gets one 'abort' listener, the
+ * first time a request is sent under it, which aborts whatever is under way then; a request
+ * only takes a slot in its signal's list and gives it back. A listener and closures per
+ * request, as before, kept each request's objects alive through minor GCs, the socket's read
+ * Buffer included: at 730 answers a second they were all promoted, 1.8 MB a second of
+ * ArrayBuffers that only a mark-compact frees, and that external memory is what started most
+ * mark-compacts while polls landed (docs/benchmarks-history.md, the eleventh session).
  */
-export function exchange(
-  dispatcher: Dispatcher,
-  request: Dispatcher.DispatchOptions,
-  limits: ExchangeLimits,
-  signal: AbortSignal | undefined,
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const handler = new Collector(limits.maxResponseBytes, resolve, reject);
-    if (signal?.aborted) return handler.abort(signal.reason);
-    const onAbort = () => handler.abort(signal!.reason);
-    const timer = setTimeout(() => handler.abort(new ExchangeTimeout(limits.timeoutMs)), limits.timeoutMs);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    handler.cleanup = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    try {
-      dispatcher.dispatch(request, handler);
-    } catch (err) {
-      handler.abort(err);
+export class Exchanges {
+  readonly #bySignal = new WeakMap<AbortSignal, Slots>();
+
+  /**
+   * Sends one request. Settles exactly once: with the answer, or with the first of the
+   * transport's error, the size cap, the overall timer or `signal` (rejecting with
+   * `signal.reason`).
+   */
+  send(dispatcher: Dispatcher, request: Dispatcher.DispatchOptions, limits: ExchangeLimits, signal: AbortSignal | undefined): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      const handler = new Collector(limits, resolve, reject);
+      if (signal?.aborted) return handler.abort(signal.reason);
+      if (signal !== undefined) handler.enter(this.#slotsOf(signal));
+      try {
+        dispatcher.dispatch(request, handler);
+      } catch (err) {
+        handler.abort(err);
+      }
+    });
+  }
+
+  #slotsOf(signal: AbortSignal): Slots {
+    let slots = this.#bySignal.get(signal);
+    if (slots === undefined) {
+      const record: Slots = { handlers: [], free: [] };
+      signal.addEventListener('abort', () => {
+        for (const handler of record.handlers) handler?.abort(signal.reason);
+      }, { once: true });
+      this.#bySignal.set(signal, (slots = record));
     }
-  });
+    return slots;
+  }
+}
+
+/** The requests under way under one signal; a finished one's slot is reused. */
+interface Slots {
+  readonly handlers: (Collector | undefined)[];
+  readonly free: number[];
+}
+
+/** The overall timer's callback: a function of its own, not a closure per request. */
+function timeOut(handler: Collector, timeoutMs: number): void {
+  handler.abort(new ExchangeTimeout(timeoutMs));
 }
 
 /** The dispatch handler: gathers the body under the cap and settles the exchange's promise. */
 class Collector implements Dispatcher.DispatchHandler {
-  cleanup: () => void = () => {};
+  readonly #timer: NodeJS.Timeout;
+  #slots: Slots | undefined;
+  #slot = 0;
   #controller: Dispatcher.DispatchController | undefined;
   #abortReason: unknown;
   #settled = false;
@@ -71,10 +99,27 @@ class Collector implements Dispatcher.DispatchHandler {
   readonly #resolve: (answer: Answer) => void;
   readonly #reject: (err: unknown) => void;
 
-  constructor(max: number, resolve: (answer: Answer) => void, reject: (err: unknown) => void) {
-    this.#max = max;
+  constructor(limits: ExchangeLimits, resolve: (answer: Answer) => void, reject: (err: unknown) => void) {
+    this.#max = limits.maxResponseBytes;
     this.#resolve = resolve;
     this.#reject = reject;
+    this.#timer = setTimeout(timeOut, limits.timeoutMs, this, limits.timeoutMs);
+  }
+
+  /** Takes a slot in the signal's list, so that its abort reaches this request. */
+  enter(slots: Slots): void {
+    this.#slots = slots;
+    this.#slot = slots.free.pop() ?? slots.handlers.length;
+    slots.handlers[this.#slot] = this;
+  }
+
+  /** Stops the timer and gives the slot back: the request is settled. */
+  #leave(): void {
+    clearTimeout(this.#timer);
+    if (this.#slots === undefined) return;
+    this.#slots.handlers[this.#slot] = undefined;
+    this.#slots.free.push(this.#slot);
+    this.#slots = undefined;
   }
 
   /** Fails the exchange now and tells undici to drop the request, wherever it is. */
@@ -112,7 +157,7 @@ class Collector implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.cleanup();
+    this.#leave();
     const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#size);
     this.#resolve({ status: this.#status, headers: this.#headers, body });
   }
@@ -124,7 +169,7 @@ class Collector implements Dispatcher.DispatchHandler {
   #fail(err: unknown): void {
     if (this.#settled) return;
     this.#settled = true;
-    this.cleanup();
+    this.#leave();
     this.#chunks.length = 0;
     this.#reject(err);
   }
