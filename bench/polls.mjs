@@ -12,6 +12,7 @@ import { createExporter } from '../dist/exporter/exporter.js';
 import { listen } from '../dist/http/server.js';
 import { createLogger } from '../dist/log/logger.js';
 import { staticTokenSource } from '../dist/api/token.js';
+import { lowerHelperThreads } from '../dist/threads/priority.js';
 
 const [apiUrl, unitsArg, concurrencyArg, periodArg] = process.argv.slice(2);
 const units = Number(unitsArg);
@@ -50,6 +51,9 @@ if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
 
 let logged = 0;
 const log = createLogger({ level: 'info', format: 'json', destination: new Writable({ write: (_c, _e, done) => (logged++, done()) }) });
+// As main.js does before it starts the exporter: V8's compiler threads below the event loop.
+const threads = lowerHelperThreads();
+if (threads.failed.length > 0) throw threads.failed[0];
 const exporter = await createExporter({
   config: loaded.config,
   log,

@@ -12,6 +12,7 @@ import { parseListenAddress, renderMetrics } from './http/server.js';
 import { loadWebConfig, type WebConfig } from './http/web-config.js';
 import { startWebServer, type WebServer } from './http/web-server.js';
 import { createLogger } from './log/logger.js';
+import { lowerHelperThreads } from './threads/priority.js';
 import { packageVersion } from './version.js';
 
 // Shutdown must finish within this; Kubernetes' default grace period is 30 s, ours 5 s.
@@ -84,6 +85,13 @@ async function run(
       return 1;
     }
     webConfig = web.config;
+  }
+
+  // Scrapes and answers come before V8's recompiling (see threads/priority.ts); --once serves none.
+  if (!flags.once) {
+    const threads = lowerHelperThreads();
+    for (const err of threads.failed) log.warn({ err: err.message, code: err.code }, 'cannot lower the priority of a V8 helper thread');
+    if (threads.lowered.length > 0) log.debug({ threads: threads.lowered.length }, "lowered the priority of V8's helper threads below the event loop's");
   }
 
   let exporter: Exporter;

@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { getPriority, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeFlashback } from './support/fake-flashback.js';
@@ -227,6 +227,18 @@ describe('the daemon', () => {
     } finally {
       blocker.close();
     }
+  });
+
+  it.runIf(existsSync('/proc/self/task'))("runs V8's helper threads 10 nicer than its event loop, and every other thread as started", async () => {
+    proc = spawnExporter(['--demo', '--web.listen-address=127.0.0.1:0', '--log.level=debug']);
+    await proc.url();
+    const task = `/proc/${proc.child.pid}/task`;
+    const threads = readdirSync(task).map((tid) => ({ name: readFileSync(join(task, tid, 'comm'), 'utf8').trim(), nice: getPriority(Number(tid)) }));
+    const helpers = threads.filter((t) => t.name === 'V8Worker');
+    expect(helpers.length).toBeGreaterThan(0);
+    expect(helpers.map((t) => t.nice)).toEqual(helpers.map(() => Math.min(19, getPriority() + 10)));
+    expect(threads.filter((t) => t.name !== 'V8Worker').map((t) => t.nice)).toEqual(threads.filter((t) => t.name !== 'V8Worker').map(() => getPriority()));
+    expect(proc.logs().find((l) => String(l.msg).startsWith("lowered the priority of V8's helper threads"))).toMatchObject({ threads: helpers.length });
   });
 
   it('logs JSON lines on stderr, or readable lines with --log.format=pretty', async () => {
