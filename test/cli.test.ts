@@ -235,10 +235,13 @@ describe('the daemon', () => {
     const task = `/proc/${proc.child.pid}/task`;
     const threads = readdirSync(task).map((tid) => ({ name: readFileSync(join(task, tid, 'comm'), 'utf8').trim(), nice: getPriority(Number(tid)) }));
     const helpers = threads.filter((t) => t.name === 'V8Worker');
-    expect(helpers.length).toBeGreaterThan(0);
     expect(helpers.map((t) => t.nice)).toEqual(helpers.map(() => Math.min(19, getPriority() + 10)));
     expect(threads.filter((t) => t.name !== 'V8Worker').map((t) => t.nice)).toEqual(threads.filter((t) => t.name !== 'V8Worker').map(() => getPriority()));
-    expect(proc.logs().find((l) => String(l.msg).startsWith("lowered the priority of V8's helper threads"))).toMatchObject({ threads: helpers.length });
+    // Node names them since 24; before, they cannot be told apart, and nothing changes.
+    if (Number(process.versions.node.split('.')[0]) >= 24) {
+      expect(helpers.length).toBeGreaterThan(0);
+      expect(proc.logs().find((l) => String(l.msg).startsWith("lowered the priority of V8's helper threads"))).toMatchObject({ threads: helpers.length });
+    }
   });
 
   it('logs JSON lines on stderr, or readable lines with --log.format=pretty', async () => {
