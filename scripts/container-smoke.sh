@@ -8,7 +8,8 @@
 #    become ready and exit 0 within 5 s of SIGTERM, leaving no process behind.
 # 2. The built image's root filesystem is then mounted read-only (as `docker run --read-only` and
 #    Kubernetes' readOnlyRootFilesystem do) and the image's ENTRYPOINT runs in it as the image's
-#    USER: it must serve flashback_private_chat_* series on /metrics and again exit 0 on SIGTERM.
+#    USER: it must serve flashback_private_chat_* series on /metrics, run V8's helper threads 10
+#    nicer than its event loop, and again exit 0 on SIGTERM.
 #    A write to the root is tried first, so this step cannot pass on a root that is not read-only.
 #
 # Exits non-zero, saying why, when the image does not build, does not serve data or does not
@@ -97,6 +98,19 @@ done
 series=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | grep -c '^flashback_private_chat_input_tokens{' || true)
 [[ $series -gt 0 ]] || { tail -n 20 "$log"; fail "/metrics has no flashback_private_chat_input_tokens series"; }
 echo "serving $series flashback_private_chat_input_tokens series from a read-only root as uid $uid"
+# The exporter runs V8's helper threads 10 nicer than its event loop (src/threads/priority.ts):
+# the image's Node names them, and its non-root USER may lower them.
+base=$(awk '{print $19}' "/proc/$pid/stat")
+want=$((base + 10 > 19 ? 19 : base + 10))
+helpers=0
+for task in /proc/"$pid"/task/*; do
+  [[ $(cat "$task/comm" 2>/dev/null) == V8Worker ]] || continue
+  nice=$(awk '{print $19}' "$task/stat")
+  [[ $nice == "$want" ]] || fail "V8 helper thread ${task##*/} runs at nice $nice, not $want"
+  helpers=$((helpers + 1))
+done
+[[ $helpers -gt 0 ]] || fail "the exporter's process has no V8Worker threads to lower"
+echo "$helpers V8 helper threads at nice $want, the event loop at $base"
 t0=$SECONDS
 kill -TERM "$pid"
 code=0
